@@ -1,0 +1,283 @@
+r"""Functions, contexts and reverse-mode backpropagation.
+
+An operation is a :class:`Function` with two static methods side by side:
+
+* ``forward(ctx, *arrays, **params)`` computes the output array(s) from input arrays and
+  stores what the backward needs with ``ctx.save_for_backward``;
+* ``backward(ctx, *grad_outputs)`` returns one gradient per positional input
+  (``None`` where the input is not a tensor or needs no gradient).
+
+Every call records a node (its ``Context``) on the tape. ``Tensor.backward`` walks the nodes in
+reverse topological order (an explicit stack, so a chain of 10^5 nodes does not hit Python's
+recursion limit) and *accumulates* (``+=``) the gradient each node sends to its inputs, which is
+what makes fan-out, diamonds and ``x * x`` come out right:
+
+.. math::  \bar{x} = \sum_{\text{uses } u \text{ of } x} \bar{u}\, \frac{\partial u}{\partial x}.
+
+Broadcasting is undone in exactly one place, :func:`sum_to_shape`, applied by the engine when a
+gradient reaches an input of a different shape.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+
+import numpy as np
+
+from ..backend import get_xp
+
+_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    return getattr(_state, "grad_enabled", True)
+
+
+@contextlib.contextmanager
+def no_grad():
+    """Inside this block operations record no graph (as ``torch.no_grad``)."""
+    prev = is_grad_enabled()
+    _state.grad_enabled = False
+    try:
+        yield
+    finally:
+        _state.grad_enabled = prev
+
+
+@contextlib.contextmanager
+def enable_grad():
+    prev = is_grad_enabled()
+    _state.grad_enabled = True
+    try:
+        yield
+    finally:
+        _state.grad_enabled = prev
+
+
+# ---------------------------------------------------------------------------------------------
+# Memory accounting: the bytes of arrays held by live tapes (saved for backward).
+# ---------------------------------------------------------------------------------------------
+class MemoryTracker:
+    """Counts the bytes of arrays saved for backward by nodes created inside the block.
+
+    ``current_bytes`` goes up when a node saves arrays and down when the node is freed
+    (after ``backward`` or when the graph is garbage collected); ``peak_bytes`` is its maximum.
+    """
+
+    def __init__(self):
+        self.current_bytes = 0
+        self.peak_bytes = 0
+
+    def _add(self, n: int) -> None:
+        self.current_bytes += n
+        if self.current_bytes > self.peak_bytes:
+            self.peak_bytes = self.current_bytes
+
+    def _sub(self, n: int) -> None:
+        self.current_bytes -= n
+
+    def __repr__(self):
+        return f"MemoryTracker(current_bytes={self.current_bytes}, peak_bytes={self.peak_bytes})"
+
+
+_trackers: list[MemoryTracker] = []
+
+
+@contextlib.contextmanager
+def track_memory():
+    """``with track_memory() as m: ...`` then read ``m.peak_bytes`` (bytes held by tapes)."""
+    tracker = MemoryTracker()
+    _trackers.append(tracker)
+    try:
+        yield tracker
+    finally:
+        _trackers.remove(tracker)
+
+
+def _nbytes(arrays) -> int:
+    total = 0
+    for a in arrays:
+        if hasattr(a, "nbytes"):
+            total += int(a.nbytes)
+        elif isinstance(a, (tuple, list)):
+            total += _nbytes(a)
+    return total
+
+
+# ---------------------------------------------------------------------------------------------
+class Context:
+    """The node of one recorded operation: its Function, inputs and saved arrays."""
+
+    __slots__ = ("fn", "inputs", "saved", "needs_input_grad", "n_outputs", "out_meta",
+                 "_trackers", "_saved_bytes", "__dict__")
+
+    def __init__(self, fn, inputs):
+        self.fn = fn
+        self.inputs = inputs  # tuple of Tensor-or-None, one per positional argument
+        self.needs_input_grad = tuple(t is not None and t.requires_grad for t in inputs)
+        self.saved = ()
+        self.n_outputs = 1
+        self.out_meta = ()  # (shape, dtype, xp) per output, to build zero grads
+        self._trackers = ()
+        self._saved_bytes = 0
+
+    def save_for_backward(self, *arrays) -> None:
+        self.saved = arrays
+        if _trackers:
+            self._saved_bytes = _nbytes(arrays)
+            self._trackers = tuple(_trackers)
+            for t in self._trackers:
+                t._add(self._saved_bytes)
+
+    @property
+    def saved_tensors(self):
+        if self.saved is None:
+            raise RuntimeError(
+                f"backward: the graph through {self.fn.__name__} was already freed by an earlier "
+                "backward(); call backward(retain_graph=True) the first time to backpropagate twice"
+            )
+        return self.saved
+
+    def free(self) -> None:
+        for t in self._trackers:
+            t._sub(self._saved_bytes)
+        self._trackers = ()
+        self._saved_bytes = 0
+        self.saved = None
+
+    def __del__(self):
+        for t in self._trackers:
+            t._sub(self._saved_bytes)
+
+
+class Function:
+    """Base class of differentiable operations; subclasses define forward and backward."""
+
+    @staticmethod
+    def forward(ctx, *args, **kwargs):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args, **kwargs):
+        from .tensor import Tensor
+
+        tensors = tuple(a if isinstance(a, Tensor) else None for a in args)
+        raw = tuple(a.data if isinstance(a, Tensor) else a for a in args)
+        needs_grad = is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+        ctx = Context(cls, tensors)
+        out = cls.forward(ctx, *raw, **kwargs)
+        multi = isinstance(out, tuple)
+        outs = out if multi else (out,)
+        if needs_grad:
+            ctx.n_outputs = len(outs)
+            ctx.out_meta = tuple((o.shape, o.dtype) for o in outs)
+            results = tuple(Tensor._from_op(o, ctx, i) for i, o in enumerate(outs))
+        else:
+            ctx.free()
+            results = tuple(Tensor(o) for o in outs)
+        return results if multi else results[0]
+
+
+def sum_to_shape(grad, shape):
+    """Undo broadcasting: sum ``grad`` over the axes that broadcasting added or stretched."""
+    if grad.shape == tuple(shape):
+        return grad
+    xp = get_xp(grad)
+    n_lead = grad.ndim - len(shape)
+    if n_lead < 0:
+        raise ValueError(f"backward: gradient of shape {grad.shape} cannot reduce to {shape}")
+    axes = tuple(range(n_lead)) + tuple(
+        n_lead + i for i, s in enumerate(shape) if s == 1 and grad.shape[n_lead + i] != 1
+    )
+    out = grad.sum(axis=axes, keepdims=True) if axes else grad
+    if n_lead:
+        out = out.reshape(out.shape[n_lead:])
+    return xp.reshape(out, shape)
+
+
+def _topological_order(root_ctx):
+    """Nodes reachable from ``root_ctx``, each after all nodes that consume its outputs."""
+    order, visited = [], set()
+    stack = [(root_ctx, False)]
+    while stack:
+        node, expanded = stack.pop()
+        if expanded:
+            order.append(node)
+            continue
+        if id(node) in visited:
+            continue
+        visited.add(id(node))
+        stack.append((node, True))
+        for t in node.inputs:
+            if t is not None and t._ctx is not None and id(t._ctx) not in visited:
+                stack.append((t._ctx, False))
+    order.reverse()  # consumers first
+    return order
+
+
+def backward(tensor, grad=None, retain_graph=False) -> None:
+    """Backpropagate from ``tensor``; leaves with ``requires_grad`` get ``.grad`` accumulated."""
+    from .tensor import Tensor
+
+    if not tensor.requires_grad:
+        raise RuntimeError(
+            "backward: the tensor does not require grad (no input had requires_grad=True, "
+            "or it was computed under no_grad())"
+        )
+    xp = get_xp(tensor.data)
+    if grad is None:
+        if tensor.data.size != 1:
+            raise RuntimeError(
+                f"backward: grad can be implicitly created only for a scalar output, "
+                f"got shape {tensor.shape}; pass grad= of the same shape"
+            )
+        grad = xp.ones_like(tensor.data)
+    else:
+        grad = grad.data if isinstance(grad, Tensor) else xp.asarray(grad, dtype=tensor.dtype)
+        if grad.shape != tensor.shape:
+            raise ValueError(
+                f"backward: grad must have the tensor's shape {tensor.shape}, got {grad.shape}"
+            )
+    if tensor._ctx is None or tensor._retains_grad:
+        tensor._accumulate(grad)
+    if tensor._ctx is None:  # a leaf: nothing to propagate
+        return
+
+    pending = {id(tensor._ctx): [None] * tensor._ctx.n_outputs}
+    pending[id(tensor._ctx)][tensor._out_idx] = grad
+    for node in _topological_order(tensor._ctx):
+        out_grads = pending.pop(id(node), None)
+        if out_grads is None:
+            continue
+        if node.saved is None:
+            node.saved_tensors  # raises the "graph freed" error
+        out_grads = [
+            g if g is not None else xp.zeros(shape, dtype=dt)
+            for g, (shape, dt) in zip(out_grads, node.out_meta)
+        ]
+        in_grads = node.fn.backward(node, *out_grads)
+        if not isinstance(in_grads, tuple):
+            in_grads = (in_grads,)
+        if len(in_grads) != len(node.inputs):
+            raise RuntimeError(
+                f"{node.fn.__name__}.backward returned {len(in_grads)} gradients "
+                f"for {len(node.inputs)} inputs"
+            )
+        for t, g in zip(node.inputs, in_grads):
+            if t is None or g is None or not t.requires_grad:
+                continue
+            g = sum_to_shape(g, t.shape)
+            if g.dtype != t.dtype:
+                g = g.astype(t.dtype)
+            if t._retains_grad or t._ctx is None:
+                t._accumulate(g)
+            if t._ctx is not None:
+                slot = pending.setdefault(id(t._ctx), [None] * t._ctx.n_outputs)
+                prev = slot[t._out_idx]
+                slot[t._out_idx] = g if prev is None else prev + g
+        if not retain_graph:
+            node.free()

@@ -1,0 +1,63 @@
+"""Small helpers shared by the op files: argument checking with errors that name the op."""
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from ..tensor import Tensor
+
+
+def data_of(x):
+    return x.data if isinstance(x, Tensor) else x
+
+
+def shape_of(x):
+    return x.shape if isinstance(x, Tensor) or hasattr(x, "shape") else ()
+
+
+def check_tensor(op: str, name: str, x, float_only=False) -> None:
+    if not isinstance(x, Tensor):
+        raise TypeError(f"{op}: argument '{name}' must be a Tensor, got {type(x).__name__}")
+    if float_only and x.dtype.kind != "f":
+        raise TypeError(f"{op}: argument '{name}' must be floating, got dtype {x.dtype}")
+
+
+def check_operand(op: str, name: str, x) -> None:
+    if isinstance(x, (Tensor, numbers.Number)) or hasattr(x, "shape"):
+        return
+    raise TypeError(
+        f"{op}: argument '{name}' must be a Tensor, an array or a number, got {type(x).__name__}"
+    )
+
+
+def broadcast_shape(op: str, *xs):
+    shapes = [shape_of(x) for x in xs]
+    try:
+        return np.broadcast_shapes(*shapes)
+    except ValueError:
+        raise ValueError(
+            f"{op}: shapes {' and '.join(str(tuple(s)) for s in shapes)} do not broadcast"
+        ) from None
+
+
+def normalize_axis(op: str, axis, ndim: int):
+    """Axis (int, tuple or None) as a sorted tuple of non-negative ints; errors name the op."""
+    if axis is None:
+        return tuple(range(ndim))
+    axes = (axis,) if isinstance(axis, numbers.Integral) else tuple(axis)
+    out = []
+    for a in axes:
+        if not isinstance(a, numbers.Integral) or not -ndim <= a < max(ndim, 1):
+            raise ValueError(f"{op}: axis {axis} is out of range for a tensor with {ndim} dims")
+        out.append(int(a) % max(ndim, 1))
+    if len(set(out)) != len(out):
+        raise ValueError(f"{op}: repeated axis in {axis}")
+    return tuple(sorted(out))
+
+
+def expand_reduced(g, shape, axes):
+    """Re-insert the reduced axes of a gradient so it broadcasts against the input."""
+    for a in axes:
+        g = g.reshape(g.shape[:a] + (1,) + g.shape[a:])
+    return g
