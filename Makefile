@@ -1,0 +1,61 @@
+# minimem — every command works on a fresh machine with Python 3 and make.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+PY     := $(BIN)/python
+# nbmake: each notebook cell may take at most this many seconds.
+NB_TIMEOUT ?= 300
+
+.PHONY: help test test-fast book lab bench gradcheck tour clean venv
+
+help:
+	@echo "make book       execute every notebook and build the HTML book (book/_build/html)"
+	@echo "make test       the whole test suite, notebooks included"
+	@echo "make lab        open the notebooks in JupyterLab"
+	@echo "make bench      run every benchmark (minimem bench)"
+	@echo "make gradcheck  gradient-check every op, then the gradcheck/ experiments"
+	@echo "make tour       a 1-2 minute guided run of every chapter"
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+
+$(VENV)/.dev: pyproject.toml | $(PY)
+	$(PY) -m pip install -q -e ".[dev]"
+	@touch $@
+
+$(VENV)/.book: pyproject.toml $(VENV)/.dev
+	$(PY) -m pip install -q -e ".[dev,book]"
+	@touch $@
+
+$(VENV)/.lab: pyproject.toml $(VENV)/.dev
+	$(PY) -m pip install -q -e ".[dev,notebooks]"
+	@touch $@
+
+venv: $(VENV)/.dev
+
+test: $(VENV)/.dev
+	$(PY) -m pytest tests --nbmake notebooks --nbmake-timeout=$(NB_TIMEOUT) -p no:cacheprovider
+
+test-fast: $(VENV)/.dev
+	$(PY) -m pytest tests -x
+
+book: $(VENV)/.book
+	$(BIN)/jupyter-book build . --config book/_config.yml --toc book/_toc.yml --path-output book
+	@echo "The book is at book/_build/html/index.html"
+
+lab: $(VENV)/.lab
+	$(BIN)/jupyter lab notebooks
+
+bench: $(VENV)/.dev
+	$(BIN)/minimem bench
+
+gradcheck: $(VENV)/.dev
+	$(BIN)/minimem gradcheck
+	$(PY) gradcheck/run_all.py
+
+tour: $(VENV)/.dev
+	$(BIN)/minimem tour
+
+clean:
+	rm -rf book/_build tour_out gradcheck/out .pytest_cache

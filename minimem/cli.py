@@ -1,0 +1,92 @@
+"""The ``minimem`` command: tour, gradcheck, bench, exercises, grade.
+
+Each subcommand is a thin shell over a module: ``minimem.tour``, ``minimem.autograd.registry``,
+``minimem.bench``, ``minimem.grading``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _cmd_gradcheck(args) -> int:
+    from .autograd.registry import format_table, run_all
+
+    rows = run_all(chapter=args.chapter)
+    print(format_table(rows))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump([{k: v for k, v in r.items() if k != "report"} for r in rows], f, indent=1)
+    for r in rows:
+        if not r["passed"]:
+            print(f"\n{r['op']}:\n{r['report']}")
+    return 0 if all(r["passed"] for r in rows) else 1
+
+
+def _cmd_bench(args) -> int:
+    from .bench import run_benchmarks
+
+    return run_benchmarks(args.names, quick=args.quick, json_path=args.json)
+
+
+def _cmd_tour(args) -> int:
+    from .tour import run_tour
+
+    return run_tour(args.out, only=args.only)
+
+
+def _cmd_exercises(args) -> int:
+    from .grading import exercises_cli
+
+    return exercises_cli(args)
+
+
+def _cmd_grade(args) -> int:
+    from .grading import grade_cli
+
+    return grade_cli(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="minimem", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("tour", help="a 1-2 minute guided run of every chapter")
+    t.add_argument("--out", default="tour_out", help="folder for plots (default: tour_out)")
+    t.add_argument("--only", nargs="*", default=None, help="run only these steps (by key)")
+    t.set_defaults(func=_cmd_tour)
+
+    g = sub.add_parser("gradcheck", help="gradient-check every registered op and mechanism")
+    g.add_argument("--chapter", default=None, help="only this chapter's cases")
+    g.add_argument("--json", default=None, help="also write the table as JSON")
+    g.set_defaults(func=_cmd_gradcheck)
+
+    b = sub.add_parser("bench", help="benchmarks with baselines timed in the same run")
+    b.add_argument("names", nargs="*", help="which benchmarks (default: all); e.g. engine delta")
+    b.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke test")
+    b.add_argument("--json", default=None, help="write the rows as JSON")
+    b.set_defaults(func=_cmd_bench)
+
+    e = sub.add_parser("exercises", help="list exercises or release a student copy")
+    esub = e.add_subparsers(dest="action", required=True)
+    esub.add_parser("list", help="id, points, file and task of every exercise")
+    rel = esub.add_parser("release", help="write a student copy with solutions removed")
+    rel.add_argument("out", help="folder to write the student copy to (must not exist)")
+    e.set_defaults(func=_cmd_exercises)
+
+    gr = sub.add_parser("grade", help="grade a student copy with the exercise tests")
+    gr.add_argument("path", nargs="?", default=".", help="the student copy (default: here)")
+    gr.add_argument("--json", default=None, help="write Gradescope's results.json here")
+    gr.add_argument("--timeout", type=float, default=60.0, help="seconds per test (default 60)")
+    gr.set_defaults(func=_cmd_grade)
+    return p
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
