@@ -190,17 +190,24 @@ def sum_to_shape(grad, shape):
     n_lead = grad.ndim - len(shape)
     if n_lead < 0:
         raise ValueError(f"backward: gradient of shape {grad.shape} cannot reduce to {shape}")
+    # Exercise 0.2 (2 pt): un-broadcast: sum grad over the leading axes broadcasting added and
+    # over the axes where shape has 1 but grad does not, giving an array of exactly `shape`.
+    ### BEGIN SOLUTION
     axes = tuple(range(n_lead)) + tuple(
         n_lead + i for i, s in enumerate(shape) if s == 1 and grad.shape[n_lead + i] != 1
     )
     out = grad.sum(axis=axes, keepdims=True) if axes else grad
     if n_lead:
         out = out.reshape(out.shape[n_lead:])
+    ### END SOLUTION
     return xp.reshape(out, shape)
 
 
 def _topological_order(root_ctx):
     """Nodes reachable from ``root_ctx``, each after all nodes that consume its outputs."""
+    # Exercise 0.5 (2 pt): topological sort without recursion: return every node reachable from
+    # root_ctx (through node.inputs[i]._ctx) so that each node comes before the nodes it consumes.
+    ### BEGIN SOLUTION
     order, visited = [], set()
     stack = [(root_ctx, False)]
     while stack:
@@ -216,6 +223,7 @@ def _topological_order(root_ctx):
             if t is not None and t._ctx is not None and id(t._ctx) not in visited:
                 stack.append((t._ctx, False))
     order.reverse()  # consumers first
+    ### END SOLUTION
     return order
 
 
