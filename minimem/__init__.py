@@ -21,3 +21,5 @@ from .autograd.ops import (abs, add, astype, broadcast_to, concatenate, cross_en
 from .autograd import ops  # noqa: F401
 
 __version__ = "0.1.0"
+
+from . import nn, optim  # noqa: F401,E402

@@ -31,7 +31,7 @@ class InputReport:
     index: int
     shape: tuple
     max_abs_error: float
-    max_rel_error: float  # CS231n: |a - n| / max(|a|, |n|)
+    max_rel_error: float  # CS231n: |a - n| / max(|a|, |n|, atol)
     worst_element: tuple | None
     analytical: float
     numerical: float
@@ -130,7 +130,9 @@ def _vjp(fn, inputs, wrt, v):
 
 def _compare(index, shape, a, n, atol, rtol, idx_map=None):
     diff = np.abs(a - n)
-    rel = diff / np.maximum(np.maximum(np.abs(a), np.abs(n)), 1e-300)
+    # CS231n relative error; magnitudes below atol count as atol, so that two values that are
+    # both ~0 (e.g. 1e-12 vs 0) do not show a relative error of 1.
+    rel = diff / np.maximum(np.maximum(np.abs(a), np.abs(n)), max(atol, 1e-300))
     rel = np.where(diff == 0, 0.0, rel)
     bad = diff > atol + rtol * np.abs(n)
     k = int(np.argmax(np.where(bad, diff, -1))) if bad.any() else int(np.argmax(diff))

@@ -1,0 +1,46 @@
+"""Gradcheck cases for the layers: each checks the layer's output w.r.t. input and parameters."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..autograd.registry import register
+from ..autograd.tensor import Tensor
+from .attention import MultiHeadAttention, TransformerBlock, scaled_dot_product_attention
+from .layers import MLP, BatchNorm1d, LayerNorm, Linear, RMSNorm
+from .module import functional_call
+
+
+def _leaf(rng, *shape):
+    return Tensor(rng.standard_normal(shape), requires_grad=True)
+
+
+def layer_case(name, make_layer, x_shape, chapter="nn"):
+    """Register ``layer(x)`` as a function of x and of every parameter (float64)."""
+    layer_of = {}
+
+    def make_inputs(rng):
+        layer = make_layer(rng).double()
+        for p in layer.parameters():  # break symmetric inits (LayerNorm's ones and zeros)
+            p.data = p.data + 0.1 * rng.standard_normal(p.shape)
+        layer_of["layer"] = layer
+        return (_leaf(rng, *x_shape), *layer.parameters())
+
+    def fn(x, *params):
+        return functional_call(layer_of["layer"], params, x)
+
+    register(name, make_inputs, chapter=chapter)(fn)
+
+
+layer_case("Linear", lambda r: Linear(4, 3, seed=r), (2, 4))
+layer_case("LayerNorm", lambda r: LayerNorm(5), (3, 5))
+layer_case("RMSNorm", lambda r: RMSNorm(5), (3, 5))
+layer_case("BatchNorm1d (train)", lambda r: BatchNorm1d(3), (5, 3))
+layer_case("MLP (gelu)", lambda r: MLP(4, 6, seed=r), (2, 4))
+layer_case("MultiHeadAttention (causal)", lambda r: MultiHeadAttention(4, 2, seed=r), (1, 3, 4))
+layer_case("TransformerBlock", lambda r: TransformerBlock(4, 2, d_ff=6, seed=r), (1, 3, 4))
+
+
+register("scaled_dot_product_attention (mask)",
+         lambda r: (_leaf(r, 2, 3, 4), _leaf(r, 2, 5, 4), _leaf(r, 2, 5, 3)), chapter="nn")(
+    lambda q, k, v: scaled_dot_product_attention(
+        q, k, v, mask=np.array([[1, 1, 0, 1, 0], [0, 1, 1, 1, 1], [1, 0, 0, 0, 0]], bool)))
