@@ -13,7 +13,7 @@ import sys
 def _cmd_gradcheck(args) -> int:
     from .autograd.registry import format_table, run_all
 
-    rows = run_all(chapter=args.chapter)
+    rows = run_all(chapter=args.chapter, device=args.device)
     print(format_table(rows))
     if args.json:
         with open(args.json, "w") as f:
@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     g = sub.add_parser("gradcheck", help="gradient-check every registered op and mechanism")
     g.add_argument("--chapter", default=None, help="only this chapter's cases")
     g.add_argument("--json", default=None, help="also write the table as JSON")
+    g.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                   help="run the checks on this device (cuda needs CuPy and a GPU)")
     g.set_defaults(func=_cmd_gradcheck)
 
     b = sub.add_parser("bench", help="benchmarks with baselines timed in the same run")

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .gradcheck import gradcheck
+from .tensor import Tensor
 
 
 @dataclass
@@ -56,9 +57,17 @@ def load_all() -> None:
     from .. import memory, nn  # noqa: F401
 
 
-def run_case(case: GradcheckCase, seed=0):
+def _to_device(x, device):
+    if device == "cpu" or not hasattr(x, "to"):
+        return x
+    moved = Tensor(x.to(device).data, requires_grad=x.requires_grad)
+    return moved
+
+
+def run_case(case: GradcheckCase, seed=0, device="cpu"):
+    """Gradient-check one case; ``device="cuda"`` runs it on CuPy arrays."""
     rng = np.random.default_rng(seed)
-    inputs = case.make_inputs(rng)
+    inputs = tuple(_to_device(x, device) for x in case.make_inputs(rng))
     t0 = time.perf_counter()
     report = gradcheck(case.fn, inputs, atol=case.atol, rtol=case.rtol, fast=case.fast,
                        raise_exception=False)
@@ -69,9 +78,9 @@ def run_case(case: GradcheckCase, seed=0):
             "passed": report.passed, "seconds": time.perf_counter() - t0, "report": report}
 
 
-def run_all(chapter=None, seed=0):
+def run_all(chapter=None, seed=0, device="cpu"):
     load_all()
-    return [run_case(c, seed) for c in cases(chapter)]
+    return [run_case(c, seed, device) for c in cases(chapter)]
 
 
 def format_table(rows) -> str:
