@@ -44,6 +44,7 @@ class GradcheckReport:
 
     inputs: list = field(default_factory=list)
     fast: bool = False
+    error: str = ""  # set when the function under test raised instead of returning
 
     @property
     def passed(self) -> bool:
@@ -63,6 +64,8 @@ class GradcheckReport:
     def __str__(self):
         lines = [f"gradcheck ({'fast' if self.fast else 'full'}): "
                  f"{'passed' if self.passed else 'FAILED'}"]
+        if self.error:
+            return lines[0] + f"\n  raised {self.error}"
         for r in self.inputs:
             lines.append(
                 f"  input {r.index} {r.shape}: max abs err {r.max_abs_error:.2e}, "

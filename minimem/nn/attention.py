@@ -200,13 +200,14 @@ class TransformerLM(Module):
         self.head = Linear(d_model, vocab, bias=False, seed=rng)
 
     def forward(self, tokens):
-        ids = tokens.data if isinstance(tokens, ag.Tensor) else np.asarray(tokens)
+        ids = tokens.data if isinstance(tokens, ag.Tensor) else tokens
+        ids = ids if hasattr(ids, "ndim") else np.asarray(ids)
         if ids.ndim != 2:
             raise ValueError(f"TransformerLM: tokens must be (B, T) integers, got shape {ids.shape}")
         T = ids.shape[1]
         if T > self.max_len:
             raise ValueError(f"TransformerLM: sequence length {T} exceeds max_len={self.max_len}")
-        x = self.tok(ids) + self.pos(get_xp(ids).arange(T))
+        x = self.tok(ids) + self.pos(get_xp(self.pos.weight.data).arange(T))
         for block in self.blocks:
             x = block(x)
         return self.head(self.ln_f(x))

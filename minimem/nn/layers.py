@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import autograd as ag
 from ..autograd.function import Function
-from ..backend import get_default_dtype, get_rng, get_xp
+from ..backend import get_default_dtype, get_rng, get_xp, to_device
 from .module import Module, Parameter
 
 
@@ -174,6 +174,9 @@ class BatchNorm1d(Module):
     def forward(self, x):
         _check_last_dim("BatchNorm1d", x, self.d)
         axes = tuple(range(x.ndim - 1))
+        if get_xp(self.running_mean) is not get_xp(x.data):  # follow the input's device
+            self.register_buffer("running_mean", to_device(self.running_mean, x.device))
+            self.register_buffer("running_var", to_device(self.running_var, x.device))
         if self.training:
             n = int(np.prod(x.shape[:-1]))
             if n < 2:

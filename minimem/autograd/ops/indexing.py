@@ -5,7 +5,8 @@ import numbers
 
 import numpy as np
 
-from ...backend import get_xp, to_device
+from ...backend import get_xp
+from ...backend import to_device as _move_array
 from ..function import Function
 from ..tensor import Tensor
 from ._util import broadcast_shape, check_tensor, normalize_axis
@@ -13,7 +14,9 @@ from ._util import broadcast_shape, check_tensor, normalize_axis
 
 def _along_axis_index(xp, indices, axis):
     """A full fancy index that addresses ``indices`` along ``axis`` (for a scatter-add)."""
-    grids = list(xp.indices(indices.shape, sparse=True))
+    n = indices.ndim
+    grids = [xp.arange(size).reshape([size if i == d else 1 for i in range(n)])
+             for d, size in enumerate(indices.shape)]
     grids[axis] = indices
     return tuple(grids)
 
@@ -42,6 +45,7 @@ class TakeAlongAxis(Function):
         (indices,) = ctx.saved_tensors
         xp = get_xp(g)
         out = xp.zeros(ctx.shape, dtype=g.dtype)
+        indices = xp.broadcast_to(indices, g.shape)  # indices may broadcast against x
         xp.add.at(out, _along_axis_index(xp, indices, ctx.axis), g)
         return out, None, None
 
@@ -69,11 +73,11 @@ class ToDevice(Function):
     @staticmethod
     def forward(ctx, x, device):
         ctx.src = "cpu" if get_xp(x) is np else "cuda"
-        return to_device(x, device)
+        return _move_array(x, device)
 
     @staticmethod
     def backward(ctx, g):
-        return to_device(g, ctx.src), None
+        return _move_array(g, ctx.src), None
 
 
 def where(cond, a, b):
