@@ -171,7 +171,9 @@ class Function:
         ctx = Context(cls, tensors)
         out = cls.forward(ctx, *raw, **kwargs)
         multi = isinstance(out, tuple)
-        outs = out if multi else (out,)
+        # NumPy reductions to a scalar give np.float64 etc.; a Tensor always holds an array.
+        outs = tuple(np.asarray(o) if isinstance(o, np.generic) else o
+                     for o in (out if multi else (out,)))
         if needs_grad:
             ctx.n_outputs = len(outs)
             ctx.out_meta = tuple((o.shape, o.dtype) for o in outs)

@@ -31,7 +31,7 @@ def _xent_kernel(logits, targets, ignore_index, losses, grad):
         for j in range(c):
             grad[i, j] /= s
         grad[i, t] -= 1.0
-        losses[i] = np.log(s) + m - logits[i, t]
+        losses[i] = np.log(s) + (m - logits[i, t])  # m - z_t first: exact, no cancellation
     return count
 
 
@@ -45,7 +45,7 @@ def softmax_cross_entropy_reference(logits, targets, ignore_index=-100):
     s = e.sum(axis=1, keepdims=True)
     p = e / s
     rows = xp.arange(logits.shape[0])
-    losses = (xp.log(s[:, 0]) + m[:, 0] - logits[rows, safe_t]) * valid
+    losses = (xp.log(s[:, 0]) + (m[:, 0] - logits[rows, safe_t])) * valid
     grad = p
     grad[rows, safe_t] -= 1
     grad *= valid[:, None]

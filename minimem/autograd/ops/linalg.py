@@ -24,10 +24,10 @@ class MatMul(Function):
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         g2 = g
+        if b.ndim == 1:  # first, so that a 0-d g (vector @ vector) becomes (1,) then (1, 1)
+            g2 = xp.expand_dims(g2, -1)
         if a.ndim == 1:
             g2 = xp.expand_dims(g2, -2)
-        if b.ndim == 1:
-            g2 = xp.expand_dims(g2, -1)
         # Exercise 0.3 (2 pt): the gradients of Y = A @ B with respect to A and B.
         ### BEGIN SOLUTION
         grad_a = g2 @ xp.swapaxes(b2, -1, -2) if ctx.needs_input_grad[0] else None

@@ -219,8 +219,11 @@ def mse_loss(pred, target, reduction="mean"):
     """Mean (or summed) squared error."""
     check_tensor("mse_loss", "pred", pred, float_only=True)
     broadcast_shape("mse_loss", pred, target)
-    if getattr(target, "shape", ()) != pred.shape:
-        raise ValueError(f"mse_loss: target shape {target.shape} != pred shape {pred.shape}")
+    if tuple(getattr(target, "shape", ())) != pred.shape:
+        raise ValueError(
+            f"mse_loss: target shape {tuple(getattr(target, 'shape', ()))} != pred shape "
+            f"{pred.shape}"
+        )
     diff = pred - target
     sq = diff * diff
     if reduction == "mean":

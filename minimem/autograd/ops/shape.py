@@ -127,6 +127,8 @@ def transpose(x, axes=None):
     check_tensor("transpose", "x", x)
     if axes is None:
         axes = tuple(range(x.ndim))[::-1]
+    if any(not -x.ndim <= int(a) < x.ndim for a in axes):
+        raise ValueError(f"transpose: axes {tuple(axes)} out of range for {x.ndim} dims")
     axes = tuple(int(a) % max(x.ndim, 1) for a in axes)
     if sorted(axes) != list(range(x.ndim)):
         raise ValueError(f"transpose: axes {axes} are not a permutation of {x.ndim} dims")
