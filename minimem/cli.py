@@ -81,6 +81,8 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("path", nargs="?", default=".", help="the student copy (default: here)")
     gr.add_argument("--json", default=None, help="write Gradescope's results.json here")
     gr.add_argument("--timeout", type=float, default=60.0, help="seconds per test (default 60)")
+    gr.add_argument("--exercises", default=None,
+                    help="grade only these exercise ids, comma-separated (e.g. 0.1,0.3)")
     gr.set_defaults(func=_cmd_grade)
     return p
 
