@@ -7,3 +7,13 @@ from .hopfield import (ClassicalHopfield, DenseAssociativeMemory, Hopfield,  # n
                        classical_energy, hebbian_weights, hopfield_energy, hopfield_retrieve,
                        hopfield_retrieve_reference, retrieval_error_bound, separation,
                        softmax1)
+from .memformer import (Memformer, MemformerLayer, MemoryWriter,  # noqa: F401
+                        biased_memory_normalization, slot_write_mask)
+from .mrbp import (MRBPStats, bptt, mrbp, random_generators, restore_rng,  # noqa: F401
+                   snapshot_rng, store_boundaries)
+from .recurrent import (RecurrentMemoryTransformer, TransformerXL, XLAttention,  # noqa: F401
+                        XLBlock, xl_attention_mask)
+from .mrbp_experiments import (compare_bptt_mrbp, copy_segments,  # noqa: F401
+                               evaluate_segments, memory_sweep, plot_accuracy,
+                               plot_memory_sweep, recall_segments, segment_cell, segment_loss,
+                               tmaze_segments, train_through_time)
