@@ -284,7 +284,11 @@ def backward(tensor, grad=None, retain_graph=False) -> None:
             if g.dtype != t.dtype:
                 g = g.astype(t.dtype)
             if t._retains_grad or t._ctx is None:
-                t._accumulate(g)
+                # A fresh array that no one else holds becomes .grad without a copy, so a
+                # sparse write into a lazily zeroed table (a memory read) stays sparse in cost.
+                fresh = (g.base is None and not any(g is o for o in out_grads)
+                         and sum(g is h for h in in_grads) == 1)
+                t._accumulate(g, copy=not fresh or t._ctx is not None)
             if t._ctx is not None:
                 slot = pending.setdefault(id(t._ctx), [None] * t._ctx.n_outputs)
                 prev = slot[t._out_idx]

@@ -99,9 +99,9 @@ class Tensor:
         """Accumulate d(self)/d(leaf) * grad into every leaf's ``.grad``."""
         _function.backward(self, grad, retain_graph=retain_graph)
 
-    def _accumulate(self, g):
+    def _accumulate(self, g, copy=True):
         if self.grad is None:
-            self.grad = Tensor(g.copy())
+            self.grad = Tensor(g.copy() if copy else g)
         else:
             self.grad.data = self.grad.data + g
 

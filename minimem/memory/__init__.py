@@ -17,3 +17,10 @@ from .mrbp_experiments import (compare_bptt_mrbp, copy_segments,  # noqa: F401
                                evaluate_segments, memory_sweep, plot_accuracy,
                                plot_memory_sweep, recall_segments, segment_cell, segment_loss,
                                tmaze_segments, train_through_time)
+from .product_keys import (PickedScores, WeightedRead, flat_key_topk,  # noqa: F401
+                           memory_read, memory_read_reference, product_key_topk,
+                           product_key_topk_reference, product_keys_flat, weighted_read)
+from .product_keys_layer import ProductKeyMemory, pkm_ffn  # noqa: F401
+from .product_keys_lab import (FactsRun, FactsTask, MemoryUsage, compare_pkm_mlp,  # noqa: F401
+                               equal_compute_hidden, lorenz_curve, many_facts, memory_usage,
+                               mlp_flops_per_token, search_cost, usage_stats)

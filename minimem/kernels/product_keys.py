@@ -1,0 +1,444 @@
+r"""Top-k search kernels of product-key memory (pure array functions, no autograd).
+
+Product keys: a slot :math:`(a, b)` of the :math:`N = n^2` slots has the key
+:math:`[c^{(1)}_a; c^{(2)}_b]`, so its score for the query :math:`q = [q_1; q_2]` splits as
+
+.. math:: s_{ab} = \langle q_1, c^{(1)}_a\rangle + \langle q_2, c^{(2)}_b\rangle
+                 = s^{(1)}_a + s^{(2)}_b .
+
+If :math:`(a, b)` is among the :math:`k` best slots then :math:`a` is among the :math:`k` best
+of :math:`s^{(1)}` (otherwise :math:`k` rows :math:`a'` with :math:`s^{(1)}_{a'} > s^{(1)}_a`
+would give :math:`k` slots :math:`(a', b)` that beat it: the pigeonhole argument), and the same
+for :math:`b`. So the exact top-k lies in the :math:`k \times k` block of candidate sums of the
+two first-level top-k lists, and the search costs :math:`O(n + k^2)` per query instead of
+:math:`O(n^2)`.
+
+* :func:`topk_rows`: the :math:`k` largest entries of each row, in decreasing order, kept in a
+  running sorted list of length :math:`k` (one comparison for most entries; no sort of the
+  row).
+* :func:`product_topk`: from sub-scores ``s1, s2`` (M, n), the exact top-k of the
+  :math:`n^2` sums, with slot index ``a * n + b``. The candidate loop visits the
+  :math:`k \times k` block in decreasing order along each row and stops a row (and the whole
+  block) as soon as a sum can no longer enter the running top-k, which is exact because both
+  lists are sorted.
+* :func:`picked_scores_backward`: the gradient of the k chosen scores w.r.t. the query half
+  and the sub-keys, touching only the chosen sub-keys.
+* :func:`flat_scan_topk`: the brute-force baseline, an exact scan over ``N`` full keys, chunked
+  so the (M, N) score matrix is never held at once.
+
+* :func:`gather_weighted_rows` and :func:`gather_weighted_rows_backward`: the memory read
+  :math:`o_m = \sum_j w_{mj} V[i_{mj}]` and its backward, :math:`\bar w_{mj} =
+  \langle V[i_{mj}], \bar o_m\rangle` and the scatter-add :math:`\bar V[i_{mj}] \mathrel{+}=
+  w_{mj} \bar o_m`, whose work is proportional to the rows read, not to the table size.
+
+Each has a NumPy twin (``*_reference``, also the CuPy path) that the tests compare with.
+Ties between equal scores may be broken differently by the kernel and the twin.
+"""
+from __future__ import annotations
+
+import numpy as np
+from numba import prange
+
+from ..backend import get_xp
+from ._jit import jit
+from .scatter import scatter_add_rows
+
+
+# ------------------------------------------------------------------------------------------
+# A running top-k list: vals[:size] kept in decreasing order (ids alongside). Once it holds k
+# entries, a new value enters only if it beats vals[k - 1]; on random input that happens about
+# k (1 + ln(n / k)) times in a row of n, so the scan is mostly one comparison per entry.
+# ------------------------------------------------------------------------------------------
+@jit
+def _insert(vals, ids, size, k, v, i):
+    """Insert (v, i) into the decreasing list ``vals[:size]`` (at most k long); new size."""
+    pos = size if size < k else k - 1  # when full, the smallest entry drops out
+    while pos > 0 and vals[pos - 1] < v:
+        vals[pos] = vals[pos - 1]
+        ids[pos] = ids[pos - 1]
+        pos -= 1
+    vals[pos] = v
+    ids[pos] = i
+    return size + 1 if size < k else k
+
+
+@jit
+def _row_topk(x, k, offset, vals, ids, size):
+    # thr: the value to beat, held in a register (-inf while the list is not full)
+    thr = vals[k - 1] if size == k else -np.inf
+    for j in range(x.shape[0]):
+        if x[j] <= thr:
+            continue  # the common case: one comparison, no call
+        size = _insert(vals, ids, size, k, x[j], j + offset)
+        if size == k:
+            thr = vals[k - 1]
+    return size
+
+
+@jit
+def _product_topk_row(s1, s2, k, v1, a, v2, b, hv, hs):
+    n, k1 = s1.shape[0], v1.shape[0]
+    # level 1: the k1 best sub-keys of each half, in decreasing order
+    _row_topk(s1, k1, 0, v1, a, 0)
+    _row_topk(s2, k1, 0, v2, b, 0)
+    # level 2: the k best of the k1 x k1 candidate sums v1[i] + v2[j]
+    size = 0
+    for i in range(k1):
+        if size == k and v1[i] + v2[0] <= hv[k - 1]:
+            break  # every later row of the block is smaller still
+        for j in range(k1):
+            c = v1[i] + v2[j]
+            if size == k and c <= hv[k - 1]:
+                break  # the rest of this row is smaller
+            size = _insert(hv, hs, size, k, c, a[i] * n + b[j])
+
+
+# Each row loop comes twice: serial, and multi-threaded (prange) for large inputs, where the
+# threads' start-up cost is worth paying.
+@jit
+def _topk_rows_serial(x, k, offset, vals, ids, sizes):
+    for m in range(x.shape[0]):
+        sizes[m] = _row_topk(x[m], k, offset, vals[m], ids[m], sizes[m])
+
+
+@jit(parallel=True)
+def _topk_rows_parallel(x, k, offset, vals, ids, sizes):
+    for m in prange(x.shape[0]):
+        sizes[m] = _row_topk(x[m], k, offset, vals[m], ids[m], sizes[m])
+
+
+@jit
+def _product_topk_serial(s1, s2, k, v1, a, v2, b, out_vals, out_slots):
+    for m in range(s1.shape[0]):
+        _product_topk_row(s1[m], s2[m], k, v1[m], a[m], v2[m], b[m], out_vals[m], out_slots[m])
+
+
+@jit(parallel=True)
+def _product_topk_parallel(s1, s2, k, v1, a, v2, b, out_vals, out_slots):
+    for m in prange(s1.shape[0]):
+        _product_topk_row(s1[m], s2[m], k, v1[m], a[m], v2[m], b[m], out_vals[m], out_slots[m])
+
+
+_PARALLEL_MIN_WORK = 1 << 18  # elements touched; below this one thread is faster
+
+
+def _pick(serial, parallel, work):
+    return parallel if work >= _PARALLEL_MIN_WORK else serial
+
+
+# ------------------------------------------------------------------------------------------
+def _check_rows(fn, name, x):
+    if getattr(x, "ndim", None) != 2:
+        raise ValueError(f"{fn}: {name} must be a 2-D array (rows, n), got shape "
+                         f"{getattr(x, 'shape', type(x).__name__)}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{fn}: {name} must be floating, got dtype {x.dtype}")
+
+
+def _check_k(fn, k, n):
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
+        raise ValueError(f"{fn}: k must be an int in [1, {n}], got {k!r}")
+
+
+def topk_rows_reference(x, k):
+    """NumPy twin of :func:`topk_rows`: ``argpartition`` then a sort of the k chosen."""
+    xp = get_xp(x)
+    part = xp.argpartition(-x, k - 1, axis=1)[:, :k] if k < x.shape[1] else \
+        xp.broadcast_to(xp.arange(x.shape[1]), x.shape).copy()
+    vals = xp.take_along_axis(x, part, axis=1)
+    order = xp.argsort(-vals, axis=1, kind="stable")
+    return xp.take_along_axis(vals, order, axis=1), xp.take_along_axis(part, order, axis=1)
+
+
+def topk_rows(x, k):
+    """The ``k`` largest entries of each row of ``x`` (M, n) and their columns, decreasing.
+
+    Returns ``(values (M, k), indices (M, k) int64)``.
+    """
+    _check_rows("topk_rows", "x", x)
+    _check_k("topk_rows", k, x.shape[1])
+    if get_xp(x) is not np:
+        return topk_rows_reference(x, k)
+    x = np.ascontiguousarray(x)
+    vals = np.empty((x.shape[0], k), dtype=x.dtype)
+    ids = np.empty((x.shape[0], k), dtype=np.int64)
+    kernel = _pick(_topk_rows_serial, _topk_rows_parallel, x.size)
+    kernel(x, k, 0, vals, ids, np.zeros(x.shape[0], dtype=np.int64))
+    return vals, ids
+
+
+def product_topk_reference(s1, s2, k):
+    """NumPy twin of :func:`product_topk`: the k x k candidate block built explicitly."""
+    xp = get_xp(s1)
+    n = s1.shape[1]
+    k1 = min(k, n)
+    v1, a = topk_rows_reference(s1, k1)
+    v2, b = topk_rows_reference(s2, k1)
+    cand = (v1[:, :, None] + v2[:, None, :]).reshape(s1.shape[0], k1 * k1)
+    slots = (a[:, :, None] * n + b[:, None, :]).reshape(s1.shape[0], k1 * k1)
+    vals, pos = topk_rows_reference(cand, k)
+    return vals, xp.take_along_axis(slots, pos, axis=1)
+
+
+def product_topk(s1, s2, k):
+    """Exact top-k of ``s1[m, a] + s2[m, b]`` over all ``n * n`` pairs, for each row ``m``.
+
+    ``s1, s2``: sub-key scores (M, n) of the same dtype. Returns ``(scores (M, k),
+    slots (M, k) int64)``, scores decreasing, slot ``a * n + b``. Costs O(n + k^2) per row
+    (level-1 running lists, then at most the k x k candidate block); nothing of size n^2 is
+    formed.
+    """
+    _check_rows("product_topk", "s1", s1)
+    _check_rows("product_topk", "s2", s2)
+    if s1.shape != s2.shape:
+        raise ValueError(f"product_topk: s1 and s2 must have the same shape, got {s1.shape} "
+                         f"and {s2.shape}")
+    n = s1.shape[1]
+    _check_k("product_topk", k, n * n)
+    if get_xp(s1) is not np:
+        return product_topk_reference(s1, s2, k)
+    dt = np.result_type(s1.dtype, s2.dtype)
+    s1 = np.ascontiguousarray(s1, dtype=dt)
+    s2 = np.ascontiguousarray(s2, dtype=dt)
+    M, k1 = s1.shape[0], min(k, n)
+    v1, v2 = np.empty((M, k1), dtype=dt), np.empty((M, k1), dtype=dt)
+    a, b = np.empty((M, k1), dtype=np.int64), np.empty((M, k1), dtype=np.int64)
+    vals, slots = np.empty((M, k), dtype=dt), np.empty((M, k), dtype=np.int64)
+    kernel = _pick(_product_topk_serial, _product_topk_parallel, 2 * s1.size + M * k * k)
+    kernel(s1, s2, k, v1, a, v2, b, vals, slots)
+    return vals, slots
+
+
+# ------------------------------------------------------------------------------------------
+def _check_scan(fn, queries, keys, k):
+    _check_rows(fn, "queries", queries)
+    _check_rows(fn, "keys", keys)
+    if queries.shape[1] != keys.shape[1]:
+        raise ValueError(f"{fn}: queries (M, d) and keys (N, d) must share d, got "
+                         f"{queries.shape} and {keys.shape}")
+    _check_k(fn, k, keys.shape[0])
+
+
+def flat_scan_topk_reference(queries, keys, k):
+    """NumPy twin: the whole (M, N) score matrix, then :func:`topk_rows_reference`."""
+    _check_scan("flat_scan_topk_reference", queries, keys, k)
+    return topk_rows_reference(queries @ keys.T, k)
+
+
+def flat_scan_topk(queries, keys, k, chunk=32768):
+    """Exact top-k of ``keys @ q`` over all N keys for each query row (the brute-force scan).
+
+    ``queries`` (M, d), ``keys`` (N, d). The keys are scored ``chunk`` at a time (one BLAS
+    matmul each) and merged into per-row running top-k lists, so memory stays O(M * chunk).
+    """
+    _check_scan("flat_scan_topk", queries, keys, k)
+    if get_xp(queries) is not np:
+        return flat_scan_topk_reference(queries, keys, k)
+    M = queries.shape[0]
+    dt = np.result_type(queries.dtype, keys.dtype)
+    vals = np.empty((M, k), dtype=dt)
+    ids = np.empty((M, k), dtype=np.int64)
+    sizes = np.zeros(M, dtype=np.int64)
+    for start in range(0, keys.shape[0], chunk):
+        scores = np.ascontiguousarray(queries @ keys[start:start + chunk].T, dtype=dt)
+        _pick(_topk_rows_serial, _topk_rows_parallel, scores.size)(scores, k, start, vals, ids,
+                                                                   sizes)
+    return vals, ids
+
+
+# ------------------------------------------------------------------------------------------
+# The read o_m = sum_j w_mj V[i_mj] and its backward (a gather and a scatter-add)
+# ------------------------------------------------------------------------------------------
+@jit
+def _gather_weighted_row(V, idx, w, out):
+    for j in range(idx.shape[0]):
+        r, wj = idx[j], w[j]
+        for c in range(V.shape[1]):
+            out[c] += wj * V[r, c]
+
+
+@jit
+def _gather_weighted_rows_serial(V, idx, w, out):
+    for m in range(idx.shape[0]):
+        _gather_weighted_row(V, idx[m], w[m], out[m])
+
+
+@jit(parallel=True)
+def _gather_weighted_rows_parallel(V, idx, w, out):
+    for m in prange(idx.shape[0]):
+        _gather_weighted_row(V, idx[m], w[m], out[m])
+
+
+@jit
+def _read_grad_w_row(V, idx, g, grad_w):
+    for j in range(idx.shape[0]):
+        r = idx[j]
+        s = 0.0
+        for c in range(V.shape[1]):
+            s += V[r, c] * g[c]
+        grad_w[j] = s
+
+
+@jit
+def _read_grad_w_serial(V, idx, g, grad_w):
+    for m in range(idx.shape[0]):
+        _read_grad_w_row(V, idx[m], g[m], grad_w[m])
+
+
+@jit(parallel=True)
+def _read_grad_w_parallel(V, idx, g, grad_w):
+    for m in prange(idx.shape[0]):
+        _read_grad_w_row(V, idx[m], g[m], grad_w[m])
+
+
+@jit
+def _read_scatter_columns(grad_V, idx, w, g, c0, c1):
+    for m in range(idx.shape[0]):
+        for j in range(idx.shape[1]):
+            r, wj = idx[m, j], w[m, j]
+            for c in range(c0, c1):
+                grad_V[r, c] += wj * g[m, c]
+
+
+@jit
+def _read_scatter_serial(grad_V, idx, w, g, block):
+    _read_scatter_columns(grad_V, idx, w, g, 0, grad_V.shape[1])
+
+
+@jit(parallel=True)
+def _read_scatter_parallel(grad_V, idx, w, g, block):
+    # Several (m, j) may read the same row, so the threads split the columns instead of the
+    # rows: no two threads ever write the same element.
+    d = grad_V.shape[1]
+    for cb in prange((d + block - 1) // block):
+        _read_scatter_columns(grad_V, idx, w, g, cb * block, min(d, (cb + 1) * block))
+
+
+@jit
+def _picked_scores_backward_head(q, C, sub, g, grad_q, grad_C, h):
+    for m in range(q.shape[0]):
+        for j in range(sub.shape[2]):
+            a, gj = sub[m, h, j], g[m, h, j]
+            for c in range(C.shape[2]):
+                grad_q[m, h, c] += gj * C[h, a, c]
+                grad_C[h, a, c] += gj * q[m, h, c]
+
+
+@jit
+def _picked_scores_backward_serial(q, C, sub, g, grad_q, grad_C):
+    for h in range(C.shape[0]):
+        _picked_scores_backward_head(q, C, sub, g, grad_q, grad_C, h)
+
+
+@jit(parallel=True)
+def _picked_scores_backward_parallel(q, C, sub, g, grad_q, grad_C):
+    # Heads own disjoint sub-key tables, so one thread per head never collides.
+    for h in prange(C.shape[0]):
+        _picked_scores_backward_head(q, C, sub, g, grad_q, grad_C, h)
+
+
+def picked_scores_backward_reference(q, C, sub, g):
+    r"""NumPy twin of :func:`picked_scores_backward`."""
+    xp = get_xp(q)
+    H, n, dh = C.shape
+    rows = sub + (xp.arange(H) * n)[None, :, None]               # (M, H, k) rows of (H*n)
+    flat_C = C.reshape(H * n, dh)
+    grad_q = (g[:, :, None, :] @ flat_C[rows])[:, :, 0, :]      # sum_j g_j C[h, a_j]
+    grad_C = xp.zeros((H * n, dh), dtype=C.dtype)
+    scatter_add_rows(grad_C, rows.reshape(-1), (g[..., None] * q[:, :, None, :]).reshape(-1, dh))
+    return grad_q, grad_C.reshape(H, n, dh)
+
+
+def picked_scores_backward(q, C, sub, g):
+    r"""Backward of the chosen scores :math:`s_{mhj} = \langle q_{mh}, C_h[a_{mhj}] \rangle`
+    (one half): ``(grad_q (M, H, d), grad_C (H, n, d))`` for upstream ``g`` (M, H, k), with
+    :math:`\bar q_{mh} = \sum_j g_{mhj} C_h[a_{mhj}]` and the scatter-add
+    :math:`\bar C_h[a_{mhj}] \mathrel{+}= g_{mhj} q_{mh}`: work O(M H k d), independent of n.
+    """
+    if get_xp(q) is not np:
+        return picked_scores_backward_reference(q, C, sub, g)
+    dt = C.dtype
+    grad_q = np.zeros(q.shape, dtype=dt)
+    grad_C = np.zeros(C.shape, dtype=dt)
+    kernel = _pick(_picked_scores_backward_serial, _picked_scores_backward_parallel,
+                   sub.size * C.shape[2] if C.shape[0] > 1 else 0)
+    kernel(np.ascontiguousarray(q, dt), np.ascontiguousarray(C),
+           np.ascontiguousarray(sub, np.int64), np.ascontiguousarray(g, dt), grad_q, grad_C)
+    return grad_q, grad_C
+
+
+def _check_read_args(fn, V, idx, w, g=None):
+    if getattr(V, "ndim", None) != 2 or getattr(idx, "ndim", None) != 2 or \
+            getattr(w, "shape", None) != idx.shape:
+        raise ValueError(f"{fn}: expected V (N, d), idx (M, J) and w (M, J); got "
+                         f"{getattr(V, 'shape', None)}, {getattr(idx, 'shape', None)}, "
+                         f"{getattr(w, 'shape', None)}")
+    if idx.dtype.kind not in "iu":
+        raise TypeError(f"{fn}: idx must be integers, got dtype {idx.dtype}")
+    if g is not None and g.shape != (idx.shape[0], V.shape[1]):
+        raise ValueError(f"{fn}: g must have shape {(idx.shape[0], V.shape[1])}, got {g.shape}")
+
+
+def gather_weighted_rows_reference(V, idx, w):
+    """NumPy twin of :func:`gather_weighted_rows`: gather (M, J, d), then a batched product."""
+    return (w[:, None, :] @ V[idx])[:, 0, :]
+
+
+def gather_weighted_rows(V, idx, w):
+    """``out[m] = sum_j w[m, j] V[idx[m, j]]`` for ``V`` (N, d), ``idx`` and ``w`` (M, J).
+
+    Reads only the M J rows addressed; never forms the (M, J, d) gather.
+    """
+    _check_read_args("gather_weighted_rows", V, idx, w)
+    if get_xp(V) is not np:
+        return gather_weighted_rows_reference(V, idx, w)
+    dt = np.result_type(V.dtype, w.dtype)
+    out = np.zeros((idx.shape[0], V.shape[1]), dtype=dt)
+    kernel = _pick(_gather_weighted_rows_serial, _gather_weighted_rows_parallel,
+                   out.size * idx.shape[1])
+    kernel(np.ascontiguousarray(V), np.ascontiguousarray(idx, np.int64),
+           np.ascontiguousarray(w, dt), out)
+    return out
+
+
+def gather_weighted_rows_backward_reference(V, idx, w, g):
+    r"""The backward of the read, in NumPy: ``(grad_V, grad_w)`` for upstream ``g`` (M, d).
+
+    :math:`\bar w_{mj} = \langle V[i_{mj}], g_m \rangle` and
+    :math:`\bar V[i_{mj}] \mathrel{+}= w_{mj} g_m`. ``grad_V`` is a dense array of V's shape
+    (``zeros`` allocates it lazily), but the work is a scatter-add over the M J rows read.
+    """
+    _check_read_args("gather_weighted_rows_backward_reference", V, idx, w, g)
+    xp = get_xp(V)
+    # Exercise 30.3 (3 pt): the scatter-add backward of the read o_m = sum_j w_mj V[i_mj]:
+    #   grad_w[m, j] = <V[i_mj], g_m>, and grad_V (xp.zeros of V's shape) gets w_mj g_m added
+    #   to row i_mj (use scatter_add_rows from minimem.kernels: repeated rows must accumulate).
+    ### BEGIN SOLUTION
+    rows = V[idx]                                        # (M, J, d): only the rows read
+    grad_w = (rows @ g[:, :, None])[:, :, 0]
+    grad_V = xp.zeros(V.shape, dtype=V.dtype)
+    src = (w[:, :, None] * g[:, None, :]).reshape(-1, V.shape[1])
+    scatter_add_rows(grad_V, idx.reshape(-1), src)
+    ### END SOLUTION
+    return grad_V, grad_w
+
+
+def gather_weighted_rows_backward(V, idx, w, g, block=32):
+    """Fused kernel version of :func:`gather_weighted_rows_backward_reference`.
+
+    ``grad_V`` comes from ``numpy.zeros`` (pages are zeroed lazily by the OS, so untouched
+    parts of a large table cost nothing to write); the scatter-add touches only the rows read.
+    """
+    _check_read_args("gather_weighted_rows_backward", V, idx, w, g)
+    if get_xp(V) is not np:
+        return gather_weighted_rows_backward_reference(V, idx, w, g)
+    idx = np.ascontiguousarray(idx, np.int64)
+    g = np.ascontiguousarray(g, V.dtype)
+    grad_w = np.empty(idx.shape, dtype=V.dtype)
+    work = g.size * idx.shape[1]
+    _pick(_read_grad_w_serial, _read_grad_w_parallel, work)(np.ascontiguousarray(V), idx, g,
+                                                            grad_w)
+    grad_V = np.zeros(V.shape, dtype=V.dtype)
+    _pick(_read_scatter_serial, _read_scatter_parallel, work)(
+        grad_V, idx, np.ascontiguousarray(w, V.dtype), g, block)
+    return grad_V, grad_w.astype(w.dtype, copy=False)
