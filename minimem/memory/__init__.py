@@ -24,3 +24,4 @@ from .product_keys_layer import ProductKeyMemory, pkm_ffn  # noqa: F401
 from .product_keys_lab import (FactsRun, FactsTask, MemoryUsage, compare_pkm_mlp,  # noqa: F401
                                equal_compute_hidden, lorenz_curve, many_facts, memory_usage,
                                mlp_flops_per_token, search_cost, usage_stats)
+from . import product_keys_cases  # noqa: F401,E402  (registers the pkm gradcheck cases)
