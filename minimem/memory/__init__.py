@@ -25,3 +25,13 @@ from .product_keys_lab import (FactsRun, FactsTask, MemoryUsage, compare_pkm_mlp
                                equal_compute_hidden, lorenz_curve, many_facts, memory_usage,
                                mlp_flops_per_token, search_cost, usage_stats)
 from . import product_keys_cases  # noqa: F401,E402  (registers the pkm gradcheck cases)
+from .sparse_patterns import (attended_pairs, block_layout, density,  # noqa: F401
+                              expand_layout, factorized_masks, fixed_mask, mask_to_layout,
+                              reachability, sparse_mask, strided_mask)
+from .sparse_attention import (SparseAttention, layout_mask, sparse_attention,  # noqa: F401
+                               sparse_attention_dense)
+from .blockwise import (Partial, blockwise_attention, empty_partial,  # noqa: F401
+                        finish_partial, merge_partials, online_softmax_trace, partial_attention)
+from .knn_memory import KNNAttention, KNNMemory, Retrieved, knn_attention  # noqa: F401
+from .sparse_experiments import (MemorizingLM, long_range_experiment,  # noqa: F401
+                                 passkey_knn_experiment, pattern_lm)
