@@ -190,8 +190,11 @@ class TransformerLM(Module):
         super().__init__()
         rng = get_rng(seed)
         self.vocab, self.max_len = vocab, max_len
-        self.tok = Embedding(vocab, d_model, seed=rng, std=0.02)
-        self.pos = Embedding(max_len, d_model, seed=rng, std=0.02)
+        # Unit-variance embeddings (PyTorch's default): with std 0.02 the sub-layer outputs
+        # (Linear init U(+-1/sqrt(d))) drown the token identity in the residual stream, and
+        # MQAR sits on its plateau several times longer.
+        self.tok = Embedding(vocab, d_model, seed=rng, std=1.0)
+        self.pos = Embedding(max_len, d_model, seed=rng, std=1.0)
         self.blocks = ModuleList([
             TransformerBlock(d_model, n_heads, d_ff, dropout, True, mixer, ffn, layer=i, seed=rng)
             for i in range(n_layers)
