@@ -35,7 +35,7 @@ $(VENV)/.lab: pyproject.toml $(VENV)/.dev
 venv: $(VENV)/.dev
 
 test: $(VENV)/.dev
-	$(PY) -m pytest tests --nbmake notebooks --nbmake-timeout=$(NB_TIMEOUT) -p no:cacheprovider
+	OPENBLAS_NUM_THREADS=1 $(PY) -m pytest tests --nbmake notebooks --nbmake-timeout=$(NB_TIMEOUT) -p no:cacheprovider
 
 test-fast: $(VENV)/.dev
 	$(PY) -m pytest tests -x

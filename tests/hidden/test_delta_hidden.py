@@ -1,0 +1,58 @@
+"""Hidden grading tests of the delta-rule chapter (not shipped to students)."""
+import numpy as np
+import pytest
+
+import minimem as mm
+from minimem.kernels.delta_rule import step_backward_reference
+from minimem.memory import delta_rule_reference, linear_attention_reference, ut_transform
+
+
+def _t(x, grad=False):
+    return mm.tensor(x, requires_grad=grad, dtype=np.float64)
+
+
+@pytest.mark.exercise("20.1", points=2)
+def test_linear_attention_is_masked_attention_without_softmax(rng):
+    q, k, v = (rng.standard_normal((1, 3, 8, 4)) for _ in range(3))
+    o, S = linear_attention_reference(_t(q), _t(k), _t(v), scale=1.0)
+    A = np.tril(q @ np.swapaxes(k, -1, -2))
+    np.testing.assert_allclose(o.numpy(), A @ v, atol=1e-10)
+    np.testing.assert_allclose(S.numpy(), np.swapaxes(k, -1, -2) @ v, atol=1e-10)
+
+
+@pytest.mark.exercise("20.2", points=2)
+def test_delta_rule_overwrites_with_beta_one(rng):
+    D = 5
+    keys = np.linalg.qr(rng.standard_normal((D, D)))[0].T
+    v_old, v_new = rng.standard_normal((D, 3)), rng.standard_normal((D, 3))
+    k = np.concatenate([keys, keys])[None, None]
+    v = np.concatenate([v_old, v_new])[None, None]
+    _, S = delta_rule_reference(_t(k), _t(k), _t(v), _t(np.ones((1, 1, 2 * D))), scale=1.0)
+    np.testing.assert_allclose(keys @ S.numpy()[0, 0], v_new, atol=1e-10)
+    _, S0 = delta_rule_reference(_t(k), _t(k), _t(v), _t(np.zeros((1, 1, 2 * D))))
+    np.testing.assert_allclose(S0.numpy(), 0, atol=0)
+
+
+@pytest.mark.exercise("20.3", points=3)
+def test_ut_transform_orthonormal_keys_beta_one(rng):
+    C = 4
+    k = np.linalg.qr(rng.standard_normal((C, C)))[0].T
+    v = rng.standard_normal((C, 2))
+    W, U = ut_transform(k, v, np.ones(C))
+    np.testing.assert_allclose(W, k, atol=1e-12)   # A = 0: T = I
+    np.testing.assert_allclose(U, v, atol=1e-12)
+
+
+@pytest.mark.exercise("20.4", points=3)
+def test_step_backward_linear_attention_closed_form(rng):
+    N, D = 2, 3
+    S_prev, dS = rng.standard_normal((N, D, D)), rng.standard_normal((N, D, D))
+    q, k, v, do = (rng.standard_normal((N, D)) for _ in range(4))
+    S_t = S_prev + k[:, :, None] * v[:, None, :]
+    dq, dk, dv, dbeta, dg, dS_prev = step_backward_reference(
+        S_prev, S_t, q, k, v, np.ones(N), np.zeros(N), dS, do, 1.0, delta=False, gated=False)
+    dS_total = dS + q[:, :, None] * do[:, None, :]
+    np.testing.assert_allclose(dS_prev, dS_total, atol=1e-12)
+    np.testing.assert_allclose(dk, np.einsum("nij,nj->ni", dS_total, v), atol=1e-12)
+    np.testing.assert_allclose(dv, np.einsum("nij,ni->nj", dS_total, k), atol=1e-12)
+    np.testing.assert_allclose(dq, np.einsum("nij,nj->ni", S_t, do), atol=1e-12)

@@ -1,0 +1,86 @@
+"""Linear attention: the recurrence equals masked attention without softmax; modes agree."""
+import numpy as np
+import pytest
+
+import minimem as mm
+from minimem.memory import linear_attention, linear_attention_reference
+
+
+def _t(x, grad=False):
+    return mm.tensor(x, requires_grad=grad, dtype=np.float64)
+
+
+def _inputs(rng, B=2, H=3, T=21, Dk=4, Dv=5):
+    return (rng.standard_normal((B, H, T, Dk)), rng.standard_normal((B, H, T, Dk)),
+            rng.standard_normal((B, H, T, Dv)), rng.standard_normal((B, H, Dk, Dv)))
+
+
+def _masked_attention(q, k, v, S0, scale):
+    """O = tril(s Q K^T) V + s Q S0 (the parallel form, written in the test)."""
+    T = q.shape[2]
+    A = np.einsum("bhtd,bhsd->bhts", q, k) * scale * np.tril(np.ones((T, T)))
+    return A @ v + scale * q @ S0, S0 + np.swapaxes(k, -1, -2) @ v
+
+
+@pytest.mark.parametrize("mode,C", [("recurrent", 64), ("chunk", 1), ("chunk", 16),
+                                    ("chunk", 64)])
+def test_matches_parallel_masked_attention(rng, mode, C):
+    q, k, v, S0 = _inputs(rng)
+    o, S = linear_attention(_t(q), _t(k), _t(v), initial_state=_t(S0), output_final_state=True,
+                            mode=mode, chunk_size=C)
+    o_ref, S_ref = _masked_attention(q, k, v, S0, 4 ** -0.5)
+    np.testing.assert_allclose(o.numpy(), o_ref, atol=1e-10)
+    np.testing.assert_allclose(S.numpy(), S_ref, atol=1e-10)
+
+
+def test_recurrent_chunk_reference_gradients_agree(rng):
+    args = _inputs(rng, T=19)
+    do = rng.standard_normal(args[2].shape)
+    grads = []
+    for run in ("recurrent", "chunk", "reference"):
+        ins = [_t(a, True) for a in args]
+        if run == "reference":
+            o, S = linear_attention_reference(*ins[:3], scale=0.3, initial_state=ins[3])
+        else:
+            o, S = linear_attention(*ins[:3], scale=0.3, initial_state=ins[3],
+                                    output_final_state=True, mode=run, chunk_size=8)
+        ((o * _t(do)).sum() + (S ** 2).sum()).backward()
+        grads.append([x.grad.numpy() for x in ins])
+    for other in grads[1:]:
+        for a, b in zip(grads[0], other):
+            np.testing.assert_allclose(a, b, atol=1e-10)
+
+
+@pytest.mark.parametrize("mode", ["recurrent", "chunk"])
+def test_gradcheck_every_input(rng, mode):
+    ins = [_t(a, True) for a in _inputs(rng, B=1, H=1, T=5, Dk=3, Dv=2)]
+    mm.gradcheck(lambda q, k, v, s: linear_attention(q, k, v, initial_state=s,
+                                                     output_final_state=True, mode=mode,
+                                                     chunk_size=2), ins)
+
+
+def test_crosstalk_grows_with_the_number_of_pairs(rng):
+    """Reading key i returns v_i plus sum_j (k_i.k_j) v_j: the error grows with N."""
+    D = 32
+    errs = []
+    for N in (4, 32, 128):
+        k = rng.standard_normal((N, D))
+        k /= np.linalg.norm(k, axis=-1, keepdims=True)
+        v = rng.standard_normal((N, D))
+        _, S = linear_attention(_t(k[None, None]), _t(k[None, None]), _t(v[None, None]),
+                                output_final_state=True)
+        errs.append(np.mean((k @ S.numpy()[0, 0] - v) ** 2))
+    assert errs[0] < errs[1] < errs[2]
+    assert 0.5 < errs[2] / (128 / D) < 2   # noise variance ~ N / D
+
+
+def test_bad_inputs(rng):
+    q, k, v, S0 = (_t(a) for a in _inputs(rng, T=3))
+    with pytest.raises(ValueError, match=r"linear_attention: q must have shape \(B, H, T, D\)"):
+        linear_attention(q[0], k, v)
+    with pytest.raises(ValueError, match="linear_attention: v must be"):
+        linear_attention(q, k, v[:, :, :2])
+    with pytest.raises(TypeError, match="linear_attention: scale must be a real number"):
+        linear_attention(q, k, v, scale="big")
+    with pytest.raises(TypeError, match="linear_attention: k must be floating point"):
+        linear_attention(q, mm.tensor(np.ones(k.shape, dtype=np.int64)), v)
