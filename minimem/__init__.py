@@ -22,4 +22,4 @@ from .autograd import ops  # noqa: F401
 
 __version__ = "0.1.0"
 
-from . import nn, optim  # noqa: F401,E402
+from . import nn, optim, tasks, train  # noqa: F401,E402

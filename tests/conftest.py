@@ -1,6 +1,10 @@
 """Shared fixtures: backends to parametrize over, float64 helpers, hypothesis profile."""
 import os
 
+# Tiny matrices everywhere: BLAS threads only contend (10-100x slower measured on 2 busy cores).
+# Set before NumPy loads; notebook kernels started by nbmake inherit it.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings

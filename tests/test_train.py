@@ -173,3 +173,16 @@ def test_bad_inputs():
         evaluate(model, x, np.full_like(y, IGNORE))
     with pytest.raises(ValueError, match="evaluate: .* must both be"):
         evaluate(model, x, y[0])
+
+
+@pytest.mark.slow
+def test_tour_step_writes_the_training_curve(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from minimem.tour import s01_mqar
+
+    line = s01_mqar.run(tmp_path)
+    assert (tmp_path / "01_mqar_training.png").stat().st_size > 10_000
+    acc = float(line.split("held-out accuracy ")[1].split()[0])
+    assert acc >= 0.99, line

@@ -55,7 +55,12 @@ class Linear(Module):
 
     def forward(self, x):
         _check_last_dim("Linear", x, self.in_features)
-        y = x @ self.weight.T
+        if x.ndim > 2:  # one (N, in) @ (in, out) GEMM, not one small GEMM per leading index
+            lead = x.shape[:-1]
+            y = (x.reshape(-1, self.in_features) @ self.weight.T).reshape(
+                *lead, self.out_features)
+        else:
+            y = x @ self.weight.T
         return y + self.bias if self.bias is not None else y
 
     def extra_repr(self):
