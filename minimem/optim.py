@@ -37,8 +37,8 @@ class Optimizer:
             if p.grad is not None:
                 self._update(p, p.grad.data, self.state.setdefault(id(p), {}))
 
-    def _update(self, p, g, state):  # pragma: no cover - abstract
-        raise NotImplementedError
+    def _update(self, p, g, state):
+        raise TypeError(f"{type(self).__name__} (an Optimizer) must define _update()")
 
 
 class SGD(Optimizer):

@@ -154,12 +154,12 @@ class Function:
     """Base class of differentiable operations; subclasses define forward and backward."""
 
     @staticmethod
-    def forward(ctx, *args, **kwargs):  # pragma: no cover - abstract
-        raise NotImplementedError
+    def forward(ctx, *args, **kwargs):
+        raise TypeError(f"{ctx.fn.__name__} (a Function) must define a static forward()")
 
     @staticmethod
-    def backward(ctx, *grad_outputs):  # pragma: no cover - abstract
-        raise NotImplementedError
+    def backward(ctx, *grad_outputs):
+        raise TypeError(f"{ctx.fn.__name__} (a Function) must define a static backward()")
 
     @classmethod
     def apply(cls, *args, **kwargs):

@@ -8,7 +8,7 @@
 
 **Release** (``minimem exercises release OUT``, :func:`release`) copies the repository
 (``git ls-files --cached --others --exclude-standard``) without ``tests/hidden/``, each
-solution region replaced by ``raise NotImplementedError("Exercise <id>: <task>")``, and checks
+solution region replaced by a ``NotImplementedError("Exercise <id>: <task>")`` raise, and checks
 that the copy compiles and imports.
 
 **Grading** (``minimem grade PATH``, :func:`grade`) runs the exercise tests of the instructor's

@@ -3,7 +3,7 @@
 The copy holds what ``git ls-files --cached --others --exclude-standard`` lists (a directory
 walk without environments, caches and build outputs outside a git checkout), minus
 ``tests/hidden/``. In every ``.py`` file each solution region becomes
-``raise NotImplementedError("Exercise <id>: <task>")`` at the region's indentation. The release
+a ``NotImplementedError("Exercise <id>: <task>")`` raise at the region's indentation. The release
 then checks that every stubbed file compiles and (optionally) that ``import minimem`` works in
 the copy, so module import never runs a stub.
 """

@@ -52,8 +52,8 @@ class Module:
         object.__setattr__(self, name, array)
         self._buffers[name] = True
 
-    def forward(self, *args, **kwargs):  # pragma: no cover - abstract
-        raise NotImplementedError(f"{type(self).__name__} must define forward()")
+    def forward(self, *args, **kwargs):
+        raise TypeError(f"{type(self).__name__} (a Module) must define forward()")
 
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
