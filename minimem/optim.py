@@ -83,10 +83,13 @@ class Adam(Optimizer):
         m *= beta1
         m += (1 - beta1) * g
         v *= beta2
-        v += (1 - beta2) * g * g
-        m_hat = m / (1 - beta1 ** t)
-        v_hat = v / (1 - beta2 ** t)
-        p.data = p.data - self.lr * m_hat / (xp.sqrt(v_hat) + self.eps)
+        v += (1 - beta2) * (g * g)
+        # m_hat / (sqrt(v_hat) + eps) with the bias corrections folded into two scalars,
+        # so the big arrays see as few passes as possible.
+        denom = xp.sqrt(v)
+        denom *= 1 / math.sqrt(1 - beta2 ** t)
+        denom += self.eps
+        p.data = p.data - (self.lr / (1 - beta1 ** t)) * (m / denom)
         ### END SOLUTION
 
 

@@ -20,7 +20,8 @@ DESCRIPTION = "autograd overhead: op chain, small graph, 2-layer MLP step (vs Py
 def _chain_minimem(n):
     import minimem as mm
 
-    x = mm.tensor(np.random.default_rng(0).standard_normal((8, 8)), requires_grad=True)
+    x = mm.tensor(np.random.default_rng(0).standard_normal((8, 8)), requires_grad=True,
+                  dtype=np.float32)
 
     def step():
         y = x
@@ -47,8 +48,8 @@ def _graph_minimem():
     import minimem as mm
 
     rng = np.random.default_rng(0)
-    x = mm.tensor(rng.standard_normal((32, 32)), requires_grad=True)
-    w = mm.tensor(rng.standard_normal((32, 32)), requires_grad=True)
+    x = mm.tensor(rng.standard_normal((32, 32)), requires_grad=True, dtype=np.float32)
+    w = mm.tensor(rng.standard_normal((32, 32)), requires_grad=True, dtype=np.float32)
 
     def step():
         h = (x @ w).tanh()
@@ -73,7 +74,7 @@ def _mlp_minimem(batch, d_in, hidden, n_class):
     from minimem import nn, optim
 
     rng = np.random.default_rng(0)
-    x = mm.tensor(rng.standard_normal((batch, d_in)))
+    x = mm.tensor(rng.standard_normal((batch, d_in)), dtype=np.float32)
     y = rng.integers(0, n_class, batch)
     fc1, fc2 = nn.Linear(d_in, hidden, seed=0), nn.Linear(hidden, n_class, seed=1)
     opt = optim.AdamW(fc1.parameters() + fc2.parameters(), lr=1e-3)
