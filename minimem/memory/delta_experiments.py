@@ -92,49 +92,60 @@ def plot_capacity(results, ax=None, d_k=None, methods=("linear", "delta", "softm
 
 # ---------------------------------------------------------------------------------------------
 def make_mqar_model(mixer, vocab_size=64, d_model=64, n_layers=2, n_heads=2, max_len=128,
-                    d_head=None, mode="recurrent", seed=0, emb_std=1.0):
+                    d_head=None, mode="recurrent", seed=0, emb_std=1.0, zero_positions=False):
     """A :class:`TransformerLM` whose attention is replaced by a recurrent mixer (heads of
     size ``d_head``, default ``d_model // n_heads``). ``emb_std=1.0``: unit-variance token and
     position embeddings (the setting the chapter's MQAR numbers were measured with; with
-    ``TransformerLM``'s default 0.02 the recall plateau lasts several times longer)."""
+    ``TransformerLM``'s default 0.02 the recall plateau lasts several times longer).
+    ``zero_positions=True`` initialises the (still trained) position embeddings to zero: the
+    recurrent mixers need no positions for recall, and random ones add noise to every key and
+    value, which roughly halves the time spent on the plateau."""
     from ..nn.attention import TransformerLM
     from .delta_layers import DeltaNet, GatedDeltaNet, LinearAttention
 
     if mixer not in MIXERS:
         raise ValueError(f"make_mqar_model: mixer must be one of {MIXERS}, got {mixer!r}")
     cls = {"delta": DeltaNet, "gated_delta": GatedDeltaNet, "linear": LinearAttention}[mixer]
-    return TransformerLM(vocab_size, d_model, n_layers, n_heads, max_len, seed=seed,
-                         emb_std=emb_std, mixer=lambda d_model, n_heads, layer: cls(d_model, n_heads, d_head, mode=mode,
+    model = TransformerLM(vocab_size, d_model, n_layers, n_heads, max_len, seed=seed,
+                          emb_std=emb_std,
+                          mixer=lambda d_model, n_heads, layer: cls(d_model, n_heads, d_head, mode=mode,
                                                                     seed=seed + 17 * layer))
+    if zero_positions:
+        model.pos.weight.data[...] = 0
+    return model
 
 
 def mqar_experiment(mixers=("delta", "linear"), vocab_size=64, seq_len=128, n_kv=16,
                     d_model=64, n_layers=2, n_heads=2, d_head=None, steps=300, batch_size=32,
                     lr=3e-3, betas=(0.9, 0.999), warmup_steps=0, eval_examples=256,
-                    eval_every=None, stop_at=None, seed=0, progress=False):
+                    eval_every=None, stop_at=None, seed=0, zero_positions=False, random_fill=True,
+                    progress=False):
     """Train one model per mixer (same seed, data and steps); returns per-mixer results.
 
     Each training batch is fresh MQAR data (seeded by the step); accuracy is measured on
     ``eval_examples`` held-out sequences every ``eval_every`` steps. With ``stop_at``, the
     *first* mixer stops as soon as its held-out accuracy reaches ``stop_at`` and every other
     mixer then trains for exactly as many steps. ``warmup_steps > 0`` adds a linear warm-up
-    then cosine decay of the learning rate over ``steps``. Returns ``{mixer: {"accuracy", "steps",
+    then cosine decay of the learning rate over ``steps``. ``zero_positions`` is passed to
+    :func:`make_mqar_model`; ``random_fill=False`` fills the non-recall positions with token 0
+    instead of random tokens (:func:`minimem.tasks.mqar`). Returns ``{mixer: {"accuracy", "steps",
     "history", "model"}}``.
     """
     from ..optim import AdamW, WarmupCosine
     from ..tasks import mqar
     from ..train import evaluate, fit
 
-    eval_data = mqar(vocab_size, seq_len, n_kv, eval_examples, seed=10 ** 6 + seed)
+    eval_data = mqar(vocab_size, seq_len, n_kv, eval_examples, seed=10 ** 6 + seed,
+                     random_fill=random_fill)
     every = eval_every or max(1, steps // 10)
     results = {}
     for i, mixer in enumerate(mixers):
         model = make_mqar_model(mixer, vocab_size, d_model, n_layers, n_heads, seq_len, d_head,
-                                seed=seed)
+                                seed=seed, zero_positions=zero_positions)
         opt = AdamW(model.parameters(), lr=lr, betas=betas, weight_decay=0.0)
         sched = WarmupCosine(opt, steps, warmup_steps=warmup_steps) if warmup_steps else None
         hist = fit(model, lambda s: mqar(vocab_size, seq_len, n_kv, batch_size,
-                                         seed=seed * 10 ** 5 + s),
+                                         seed=seed * 10 ** 5 + s, random_fill=random_fill),
                    steps, opt, batch_size=batch_size, eval_every=every, eval_data=eval_data,
                    target_accuracy=stop_at if i == 0 else None, clip_norm=1.0, scheduler=sched,
                    progress=progress, seed=seed)
