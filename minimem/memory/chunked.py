@@ -103,9 +103,9 @@ class _Unbind(Function):
 
     @staticmethod
     def forward(ctx, x, axis=0):
-        xp = get_xp(x)
         ctx.axis = axis
-        return tuple(xp.take(x, i, axis=axis) for i in range(x.shape[axis]))
+        lead = (slice(None),) * axis  # basic indexing: views, no copies
+        return tuple(x[lead + (i,)] for i in range(x.shape[axis]))
 
     @staticmethod
     def backward(ctx, *grads):
