@@ -142,7 +142,9 @@ def run(quick=False):
                 impls += [("torch recurrent", _torch(torch, arrays, False, backward)),
                           ("torch chunk", _torch(torch, arrays, True, backward))]
             for name, fn in impls:
-                repeat = 1 if quick or name in ("numpy recurrent", "torch recurrent") else 3
+                # fast rows (~10 ms) get more rounds: the best of 3 is noisy at that scale
+                repeat = 1 if quick or name in ("numpy recurrent", "torch recurrent") else (
+                    10 if T <= 1024 else 3)
                 rows.append(Row(wl, name, timeit(fn, repeat=repeat, warmup=1,
                                                  max_seconds=20.0)))
     return _ratios(rows, torch is not None)
