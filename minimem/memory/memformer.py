@@ -187,7 +187,20 @@ class MemformerLayer(Module):
         return h + self.drop(self.ffn(self.ln3(h)))
 
 
-class Memformer(Module):
+class SegmentRecurrent(Module):
+    """A model read segment by segment: subclasses define ``init_memory`` and ``step``."""
+
+    def forward(self, segments, memory=None):
+        """Run every segment in turn; returns (list of logits, final memory)."""
+        memory = self.init_memory(_batch_of(segments[0])) if memory is None else memory
+        outputs = []
+        for x in segments:
+            y, memory = self.step(x, memory)
+            outputs.append(y)
+        return outputs, memory
+
+
+class Memformer(SegmentRecurrent):
     """Segment-recurrent transformer with K memory slots.
 
     ``init_memory(batch)`` gives the learned initial slots (B, K, d_model);
@@ -232,15 +245,6 @@ class Memformer(Module):
             h = layer(h, memory)
         encodings = self.ln_f(h)
         return self.head(encodings), self.writer(memory, encodings)
-
-    def forward(self, segments, memory=None):
-        """Run every segment in turn; returns (list of logits, final memory)."""
-        memory = self.init_memory(_batch_of(segments[0])) if memory is None else memory
-        outputs = []
-        for x in segments:
-            y, memory = self.step(x, memory)
-            outputs.append(y)
-        return outputs, memory
 
     def extra_repr(self):
         return f"vocab={self.vocab}, d_model={self.d_model}, n_slots={self.n_slots}"

@@ -51,7 +51,7 @@ from ..nn import (
     split_heads,
 )
 from ..nn.attention import NEG_INF
-from .memformer import _batch_of, _check_int, _embed, _leaf, _perturbed, _Stepper
+from .memformer import SegmentRecurrent, _check_int, _embed, _leaf, _perturbed, _Stepper
 
 __all__ = [
     "RecurrentMemoryTransformer",
@@ -62,7 +62,7 @@ __all__ = [
 ]
 
 
-class RecurrentMemoryTransformer(Module):
+class RecurrentMemoryTransformer(SegmentRecurrent):
     """RMT: ``[mem; segment; mem]`` through causal blocks; the last m states are the new memory.
 
     ``step(x_segment, memory) -> (logits (B, T, vocab), new_memory (B, m, d))``; ``x_segment``
@@ -112,15 +112,6 @@ class RecurrentMemoryTransformer(Module):
         out = seq[:, m:m + T] if m else seq
         new_memory = seq[:, m + T:] if m else memory
         return self.head(self.ln_f(out)), new_memory
-
-    def forward(self, segments, memory=None):
-        """Run every segment in turn; returns (list of logits, final memory)."""
-        memory = self.init_memory(_batch_of(segments[0])) if memory is None else memory
-        outputs = []
-        for x in segments:
-            y, memory = self.step(x, memory)
-            outputs.append(y)
-        return outputs, memory
 
     def extra_repr(self):
         return f"vocab={self.vocab}, d_model={self.d_model}, n_mem={self.n_mem}"
