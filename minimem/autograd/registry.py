@@ -60,8 +60,7 @@ def load_all() -> None:
 def _to_device(x, device):
     if device == "cpu" or not hasattr(x, "to"):
         return x
-    moved = Tensor(x.to(device).data, requires_grad=x.requires_grad)
-    return moved
+    return Tensor(x.to(device).data, requires_grad=x.requires_grad)
 
 
 def run_case(case: GradcheckCase, seed=0, device="cpu"):

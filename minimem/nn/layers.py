@@ -236,9 +236,10 @@ class Dropout(Module):
         if not 0 <= p < 1:
             raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
         self.p = p
-        base = get_rng(seed)
-        self.rng = np.random.default_rng(base.integers(2**63)) if seed is None or isinstance(
-            seed, np.random.Generator) else np.random.default_rng(seed)
+        # An int seed seeds the layer's own generator; otherwise draw one from the given or
+        # global generator, so layers built from one seeded rng get distinct masks.
+        self.rng = (np.random.default_rng(seed) if isinstance(seed, numbers.Integral)
+                    else np.random.default_rng(get_rng(seed).integers(2**63)))
 
     def forward(self, x):
         if not self.training or self.p == 0:
