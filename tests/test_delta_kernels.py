@@ -99,3 +99,28 @@ def test_kernel_rejects_bad_shapes(rng):
         recurrent_forward(q, k, v, beta, g, S0[:, :-1], 1.0)
     with pytest.raises(ValueError, match="recurrent_backward: expected q, k"):
         recurrent_backward(q, k[:, :-1], v, beta, g, S0, 1.0, v, S0)
+
+
+# ---------------------------------------------------------------------------------------------
+# (I + A)^{-1} by forward substitution (the chunkwise form's sequential step)
+# ---------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("shape", [(1, 1), (5, 5), (2, 3, 8, 8), (4, 16, 16)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_unit_lower_inverse_kernel_matches_twin_and_solve(rng, shape, dtype):
+    from minimem.kernels import unit_lower_inverse, unit_lower_inverse_reference
+    A = (0.5 * rng.standard_normal(shape)).astype(dtype)
+    X = unit_lower_inverse(A)
+    assert X.shape == A.shape and X.dtype == dtype
+    np.testing.assert_allclose(X, unit_lower_inverse_reference(A),
+                               rtol=1e-5 if dtype == np.float32 else 1e-12, atol=1e-6)
+    # the upper triangle and the diagonal of A are never read
+    L = np.tril(A.astype(np.float64), -1)
+    eye = np.eye(shape[-1])
+    np.testing.assert_allclose(X.astype(np.float64), np.linalg.solve(eye + L, np.broadcast_to(
+        eye, L.shape)), atol=1e-4 if dtype == np.float32 else 1e-10)
+
+
+def test_unit_lower_inverse_kernel_rejects_non_square(rng):
+    from minimem.kernels import unit_lower_inverse
+    with pytest.raises(ValueError, match=r"unit_lower_inverse: A must be \(\.\.\., C, C\)"):
+        unit_lower_inverse(np.zeros((3, 4)))

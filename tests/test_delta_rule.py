@@ -101,6 +101,17 @@ def test_gradcheck_every_input_including_initial_state(rng, mode):
                                         mode=mode, chunk_size=3), (q, k, v, beta, S0))
 
 
+@pytest.mark.parametrize("gated", [False, True])
+def test_chunk_forward_is_the_same_with_and_without_a_tape(rng, gated):
+    # the chunk scan keeps S_n and U'_n only when a backward can follow: both paths must agree
+    args = _inputs(rng, T=21)
+    o_free, S_free, _ = _run(gated, "chunk", 8, args, grad=False)
+    o_taped, S_taped, _ = _run(gated, "chunk", 8, args, grad=True)
+    o_rec, S_rec, _ = _run(gated, "recurrent", 8, args)
+    for a, b in ((o_free, o_taped), (S_free, S_taped), (o_free, o_rec), (S_free, S_rec)):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), atol=1e-11)
+
+
 def test_registered_gradcheck_cases_pass():
     names = [c.name for c in cases("delta")]
     for want in ("delta_rule (recurrent)", "gated_delta_rule (chunk)", "unit_lower_inverse",

@@ -9,3 +9,4 @@ from .scatter import scatter_add_rows, scatter_add_rows_reference  # noqa: F401
 from .softmax_xent import softmax_cross_entropy, softmax_cross_entropy_reference  # noqa: F401
 from .hopfield import (async_sweeps, async_sweeps_reference, dense_async_sweeps,  # noqa: F401
                        dense_async_sweeps_reference)
+from .triangular import unit_lower_inverse, unit_lower_inverse_reference  # noqa: F401

@@ -25,14 +25,15 @@ X^\top, -1)` for :math:`X = (I + A)^{-1}`).
 
 **Linear attention** is the same with :math:`U' = V` (no correction).
 
-Everything except the forward substitution is ordinary engine ops (matmul, exp, masks), so
-autograd differentiates it and it runs on CuPy unchanged; only the loop over chunks
-(:math:`T / C` steps, carrying :math:`S`) is sequential.
+Everything before the loop over chunks is ordinary engine ops (matmul, exp, masks), so
+autograd differentiates it and it runs on CuPy unchanged. The loop itself (:math:`T / C` steps,
+carrying :math:`S`) is one :class:`ChunkScan` node with a hand-written reverse scan.
 """
 from __future__ import annotations
 
 import numpy as np
 
+from .. import kernels
 from ..autograd import ops
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
@@ -40,17 +41,12 @@ from ..backend import get_xp
 
 
 class UnitLowerInverse(Function):
-    """``X = (I + A)^{-1}`` for strictly lower-triangular ``A`` (..., C, C)."""
+    """``X = (I + A)^{-1}`` for ``A (..., C, C)``, of which only the strict lower triangle is read
+    (so ``A`` need not be masked; the other entries get zero gradient)."""
 
     @staticmethod
     def forward(ctx, A):
-        xp = get_xp(A)
-        C = A.shape[-1]
-        X = xp.zeros(A.shape, dtype=A.dtype)
-        X[..., 0, 0] = 1
-        for i in range(1, C):  # row i of X = e_i - sum_{j<i} A_ij X_j  (rows j < i are final)
-            X[..., i, :i] = -(A[..., i:i + 1, :i] @ X[..., :i, :i])[..., 0, :]
-            X[..., i, i] = 1
+        X = kernels.unit_lower_inverse(A)   # Numba forward substitution (the NumPy twin on CuPy)
         ctx.save_for_backward(X)
         return X
 
@@ -63,7 +59,8 @@ class UnitLowerInverse(Function):
 
 
 def unit_lower_inverse(A):
-    """Differentiable :math:`(I + A)^{-1}` for a strictly lower-triangular Tensor ``A``."""
+    """Differentiable :math:`(I + A)^{-1}` for a Tensor ``A``; only its strict lower triangle is
+    read (:mod:`minimem.kernels.triangular`: a Numba kernel on CPU, row by row on CuPy)."""
     return UnitLowerInverse.apply(A)
 
 
@@ -98,25 +95,6 @@ def ut_transform(k, v, beta, g=None):
 
 
 # ---------------------------------------------------------------------------------------------
-class _Unbind(Function):
-    """Split ``x`` along ``axis`` into its slices (one graph node; backward stacks)."""
-
-    @staticmethod
-    def forward(ctx, x, axis=0):
-        ctx.axis = axis
-        lead = (slice(None),) * axis  # basic indexing: views, no copies
-        return tuple(x[lead + (i,)] for i in range(x.shape[axis]))
-
-    @staticmethod
-    def backward(ctx, *grads):
-        return (get_xp(grads[0]).stack(grads, axis=ctx.axis),)
-
-
-def _unbind(x, axis):
-    out = _Unbind.apply(x, axis=axis)
-    return out if isinstance(out, tuple) else (out,)
-
-
 def _pad_time(x, T_pad, axis=2):
     """Zero-pad the time axis of a Tensor to length T_pad."""
     T = x.shape[axis]
@@ -126,6 +104,74 @@ def _pad_time(x, T_pad, axis=2):
     shape[axis] = T_pad - T
     xp = get_xp(x.data)
     return ops.concatenate([x, Tensor(xp.zeros(shape, dtype=x.dtype))], axis=axis)
+
+
+class ChunkScan(Function):
+    r"""The sequential part of the chunkwise form: carry the state :math:`S` across chunks.
+
+    Inputs per chunk :math:`n` (axis 2 of ``(B, H, N, C, .)`` arrays): pseudo-values ``U``,
+    ``W`` (``None`` for linear attention: :math:`U' = U`), decayed queries ``Q``, the intra-chunk
+    matrix ``P``, end-decayed keys ``K_end``, chunk decays ``decay (B, H, N)`` (``None``: 1) and
+    the entry state ``S0`` (``None``: zero). With :math:`S_n` the state entering chunk n:
+
+    .. math::
+        U'_n = U_n - W_n S_n, \qquad O_n = Q_n S_n + P_n U'_n, \qquad
+        S_{n+1} = d_n S_n + K_{\mathrm{end},n}^\top U'_n.
+
+    The forward is one loop over chunks (small temporaries only: fresh large arrays cost page
+    faults that rival the matmuls at this size). The backward runs the same scan in reverse:
+    :math:`\bar U'_n = P_n^\top \bar O_n + K_{\mathrm{end},n} \bar S_{n+1}`, :math:`\bar S_n =
+    Q_n^\top \bar O_n - W_n^\top \bar U'_n + d_n \bar S_{n+1}`; the rest are batched products
+    of the saved :math:`S_n`, :math:`U'_n` and :math:`\bar S_{n+1}`. One graph node instead of
+    ~7 per chunk keeps the engine's per-op cost out of long sequences.
+    Returns ``(O (B, H, N, C, D_v), S_N (B, H, D_k, D_v))``.
+    """
+
+    @staticmethod
+    def forward(ctx, U, W, Q, P, K_end, decay, S0):
+        xp = get_xp(U)
+        B, H, N, C, Dv = U.shape
+        Dk = Q.shape[-1]
+        S = xp.zeros((B, H, Dk, Dv), dtype=U.dtype) if S0 is None else S0
+        taped = any(ctx.needs_input_grad)       # keep S_n and U'_n only for a backward
+        states = xp.empty((B, H, N, Dk, Dv), dtype=U.dtype) if taped else None
+        Up = xp.empty_like(U) if taped and W is not None else U
+        O = xp.empty(Q.shape[:-1] + (Dv,), dtype=U.dtype)
+        Kt = xp.swapaxes(K_end, -1, -2)
+        for n in range(N):
+            if taped:
+                states[:, :, n] = S
+            U_n = U[:, :, n] if W is None else U[:, :, n] - W[:, :, n] @ S   # U'_n
+            if Up is not U:
+                Up[:, :, n] = U_n
+            O[:, :, n] = Q[:, :, n] @ S + P[:, :, n] @ U_n
+            S_next = Kt[:, :, n] @ U_n
+            S = S_next + (S if decay is None else decay[:, :, n, None, None] * S)
+        ctx.save_for_backward(W, Q, P, K_end, decay, states, Up)
+        return O, S
+
+    @staticmethod
+    def backward(ctx, dO, dS):
+        W, Q, P, K_end, decay, states, Up = ctx.saved_tensors
+        xp = get_xp(dO)
+        T_ = lambda x: xp.swapaxes(x, -1, -2)  # noqa: E731
+        N = Up.shape[2]
+        dUp = T_(P) @ dO                    # the dS-independent parts, batched over chunks
+        dS_prev_base = T_(Q) @ dO
+        dS_after = xp.empty_like(states)    # gradient reaching S_{n+1}
+        for n in reversed(range(N)):
+            dS_after[:, :, n] = dS
+            dUp[:, :, n] += K_end[:, :, n] @ dS
+            dS_n = dS_prev_base[:, :, n] + (dS if decay is None else decay[:, :, n, None, None] * dS)
+            if W is not None:
+                dS_n -= T_(W[:, :, n]) @ dUp[:, :, n]
+            dS = dS_n
+        dW = None if W is None else -(dUp @ T_(states))
+        dQ = dO @ T_(states)
+        dP = dO @ T_(Up)
+        dK_end = Up @ T_(dS_after)
+        ddecay = None if decay is None else (states * dS_after).sum(axis=(-1, -2))
+        return dUp, dW, dQ, dP, dK_end, ddecay, dS
 
 
 def chunk_recurrence(q, k, v, beta, g, S0, scale, chunk_size, delta=True):
@@ -148,7 +194,7 @@ def chunk_recurrence(q, k, v, beta, g, S0, scale, chunk_size, delta=True):
     KT = ops.swapaxes(K, -1, -2)
     P_base = Q @ KT                                                  # s Q K^T
     incl = xp.tril(xp.ones((C, C), dtype=bool))
-    strict = xp.tril(xp.ones((C, C), dtype=bool), -1)
+    W = decay = None          # no correction (linear attention) / no decay (ungated)
     if g is not None:
         gc = ops.reshape(_pad_time(g, N * C), (B, H, N, C))
         gamma = gc @ Tensor(xp.triu(xp.ones((C, C), dtype=dt)))      # cumulative sum
@@ -158,31 +204,24 @@ def chunk_recurrence(q, k, v, beta, g, S0, scale, chunk_size, delta=True):
         gamma_C = gamma[..., C - 1:]
         Q = Q * ops.expand_dims(e_gamma, -1)
         K_end = K * ops.expand_dims(ops.exp(gamma_C - gamma), -1)
-        decay = _unbind(ops.exp(gamma_C), axis=2)                    # (B, H, 1) per chunk
+        decay = ops.exp(gamma_C[..., 0])                             # (B, H, N)
     else:
         Gamma = Tensor(incl.astype(dt))
         K_end = K
     P = P_base * Gamma                                               # tril(s Q K^T o Gamma)
     if delta:
         bc = ops.reshape(_pad_time(beta, N * C), (B, H, N, C))
-        A = K @ KT * ops.expand_dims(bc, -1) * Gamma * Tensor(strict.astype(dt))
+        # diag(beta) K K^T o Gamma; unit_lower_inverse reads only its strict lower triangle
+        A = (K * ops.expand_dims(bc, -1)) @ KT
+        if g is not None:
+            A = A * Gamma
         Tm = unit_lower_inverse(A) * ops.expand_dims(bc, -2)          # (I + A)^{-1} diag(beta)
         W = Tm @ (K * ops.expand_dims(e_gamma, -1) if g is not None else K)
         U = Tm @ V
-        Ws = _unbind(W, axis=2)
     else:
         U = V
-    Us, Qs, Ps = _unbind(U, 2), _unbind(Q, 2), _unbind(P, 2)
-    KendT = _unbind(ops.swapaxes(K_end, -1, -2), 2)
-    S = S0 if S0 is not None else Tensor(xp.zeros((B, H, Dk, Dv), dtype=dt))
-    outs = []
-    for n in range(N):
-        Un = Us[n] - Ws[n] @ S if delta else Us[n]                   # U' = U - W S
-        outs.append(Qs[n] @ S + Ps[n] @ Un)
-        if g is not None:
-            S = S * ops.expand_dims(decay[n], -1)
-        S = S + KendT[n] @ Un
-    o = ops.reshape(ops.stack(outs, axis=2), (B, H, N * C, Dv))
+    O, S = ChunkScan.apply(U, W, Q, P, K_end, decay, S0)
+    o = ops.reshape(O, (B, H, N * C, Dv))
     if N * C != T:
         o = o[:, :, :T]
     return o, S
