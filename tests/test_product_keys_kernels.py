@@ -93,13 +93,27 @@ def test_gather_weighted_rows_and_backward(rng, path):
                                atol=1e-12)
     np.testing.assert_allclose(pk.gather_weighted_rows_reference(V, idx, w),
                                naive_read(V, idx, w), atol=1e-12)
-    gV, gw = pk.gather_weighted_rows_backward(V, idx, w, g, block=2)
+    gV, gw = pk.gather_weighted_rows_backward(V, idx, w, g)
     nV, nw = naive_read_backward(V, idx, w, g)
     np.testing.assert_allclose(gV, nV, atol=1e-12)
     np.testing.assert_allclose(gw, nw, atol=1e-12)
     rV, rw = pk.gather_weighted_rows_backward_reference(V, idx, w, g)
     np.testing.assert_allclose(rV, nV, atol=1e-12)
     np.testing.assert_allclose(rw, nw, atol=1e-12)
+
+
+@pytest.mark.parametrize("J", [1, 3, 5, 7, 8, 9])
+def test_read_kernels_any_row_count(rng, path, J):
+    # the forward reads four rows per pass plus a tail; the scatter splits rows by owner
+    V = rng.standard_normal((9, 6)).astype(np.float32)
+    idx = rng.integers(0, 9, (4, J))
+    w, g = rng.standard_normal((4, J)), rng.standard_normal((4, 6)).astype(np.float32)
+    np.testing.assert_allclose(pk.gather_weighted_rows(V, idx, w), naive_read(V, idx, w),
+                               rtol=1e-5, atol=1e-5)
+    gV, gw = pk.gather_weighted_rows_backward(V, idx, w.astype(np.float32), g)
+    nV, nw = naive_read_backward(V.astype(np.float64), idx, w, g.astype(np.float64))
+    np.testing.assert_allclose(gV, nV, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gw, nw, rtol=1e-5, atol=1e-5)
 
 
 def test_read_touches_only_the_rows_read(rng):

@@ -2,9 +2,15 @@
 import numba
 
 
-def jit(fn=None, *, parallel=False):
-    """``numba.njit`` with ``cache=True`` (and ``fastmath=False``: results match NumPy)."""
+def jit(fn=None, *, parallel=False, reassoc=False):
+    """``numba.njit`` with ``cache=True`` and no fast-math (results match NumPy's).
+
+    ``reassoc=True`` allows only re-association of floating-point sums, which lets LLVM
+    vectorize a reduction such as a dot product (the order of the partial sums changes, as in
+    BLAS); NaN, infinity and signed-zero semantics stay IEEE.
+    """
     def wrap(f):
-        return numba.njit(cache=True, parallel=parallel)(f)
+        return numba.njit(cache=True, parallel=parallel,
+                          fastmath={"reassoc"} if reassoc else False)(f)
 
     return wrap(fn) if fn is not None else wrap

@@ -13,9 +13,10 @@ for :math:`b`. So the exact top-k lies in the :math:`k \times k` block of candid
 two first-level top-k lists, and the search costs :math:`O(n + k^2)` per query instead of
 :math:`O(n^2)`.
 
-* :func:`topk_rows`: the :math:`k` largest entries of each row, in decreasing order, kept in a
-  running sorted list of length :math:`k` (one comparison for most entries; no sort of the
-  row).
+* :func:`topk_rows`: the :math:`k` largest entries of each row, in decreasing order, without
+  sorting the row: the :math:`k`-th largest of :math:`2k` interleaved group maxima is a
+  threshold that at least :math:`k` entries reach, and only those (about :math:`1.3k` on random
+  rows) are ranked, by counting.
 * :func:`product_topk`: from sub-scores ``s1, s2`` (M, n), the exact top-k of the
   :math:`n^2` sums, with slot index ``a * n + b``. The candidate loop visits the
   :math:`k \times k` block in decreasing order along each row and stops a row (and the whole
@@ -24,7 +25,8 @@ two first-level top-k lists, and the search costs :math:`O(n + k^2)` per query i
 * :func:`picked_scores_backward`: the gradient of the k chosen scores w.r.t. the query half
   and the sub-keys, touching only the chosen sub-keys.
 * :func:`flat_scan_topk`: the brute-force baseline, an exact scan over ``N`` full keys, chunked
-  so the (M, N) score matrix is never held at once.
+  so the (M, N) score matrix is never held at once (a running sorted list of length k per row
+  carries the result from chunk to chunk).
 
 * :func:`gather_weighted_rows` and :func:`gather_weighted_rows_backward`: the memory read
   :math:`o_m = \sum_j w_{mj} V[i_{mj}]` and its backward, :math:`\bar w_{mj} =
@@ -36,6 +38,7 @@ Ties between equal scores may be broken differently by the kernel and the twin.
 """
 from __future__ import annotations
 
+import numba
 import numpy as np
 from numba import prange
 
@@ -75,13 +78,91 @@ def _row_topk(x, k, offset, vals, ids, size):
     return size
 
 
+# ------------------------------------------------------------------------------------------
+# Top-k of a whole row without a running list: a threshold that at least k entries reach,
+# then the exact ranks of the few survivors. The loops are branch-free (vectorizable) except
+# the collection of survivors, whose branch is almost never taken on long rows.
+# ------------------------------------------------------------------------------------------
 @jit
-def _product_topk_row(s1, s2, k, v1, a, v2, b, hv, hs):
-    n, k1 = s1.shape[0], v1.shape[0]
-    # level 1: the k1 best sub-keys of each half, in decreasing order
-    _row_topk(s1, k1, 0, v1, a, 0)
-    _row_topk(s2, k1, 0, v2, b, 0)
-    # level 2: the k best of the k1 x k1 candidate sums v1[i] + v2[j]
+def _ranked_top(bv, bi, c, k, vals, ids):
+    """``vals[:k], ids[:k]``: the k largest of ``bv[:c]`` in decreasing order; an entry's rank
+    is the number of entries above it (ties: the earlier one first)."""
+    for i in range(c):
+        v = bv[i]
+        r = 0
+        for j in range(c):
+            r += bv[j] > v
+        for j in range(i):
+            r += bv[j] == v
+        if r < k:
+            vals[r] = v
+            ids[r] = bi[i]
+
+
+@jit
+def _row_topk_select(x, k, vals, ids, gmax, bv, bi):
+    """The k largest entries of the row ``x`` (k <= len(x)) into ``vals, ids``, decreasing.
+
+    Split ``x`` into m = min(2k, n) interleaved groups (entry j in group j % m); the k-th
+    largest group maximum is a threshold that at least k entries reach (one per group), and on
+    random rows only ~1.3k do, so only they are ranked.
+    """
+    n = x.shape[0]
+    m = gmax.shape[0]
+    gmax[:] = x[:m]
+    for start in range(m, n, m):
+        for q in range(min(m, n - start)):
+            v = x[start + q]
+            gmax[q] = v if v > gmax[q] else gmax[q]
+    thr = -np.inf
+    for i in range(m):           # thr = the group maximum of rank k - 1
+        v = gmax[i]
+        r = 0
+        for j in range(m):
+            r += gmax[j] > v
+        for j in range(i):
+            r += gmax[j] == v
+        if r == k - 1:
+            thr = v
+    c = 0
+    for j in range(n):
+        if x[j] >= thr:
+            bv[c] = x[j]
+            bi[c] = j
+            c += 1
+    if c < k:                    # only with NaN in the row: fall back to the running list
+        _row_topk(x, k, 0, vals, ids, 0)
+        return
+    _ranked_top(bv, bi, c, k, vals, ids)
+
+
+@jit
+def _scratch(n, k, dtype):
+    return np.empty(min(2 * k, n), dtype), np.empty(n, dtype), np.empty(n, np.int64)
+
+
+@jit
+def _select_rows_block(x, k, vals, ids, lo, hi):
+    gmax, bv, bi = _scratch(x.shape[1], k, x.dtype)
+    for m in range(lo, hi):
+        _row_topk_select(x[m], k, vals[m], ids[m], gmax, bv, bi)
+
+
+@jit
+def _product_topk_block(s1, s2, k, v1, a, v2, b, out_vals, out_slots, lo, hi):
+    n, k1 = s1.shape[1], v1.shape[1]
+    gmax, bv, bi = _scratch(n, k1, s1.dtype)
+    for m in range(lo, hi):
+        # level 1: the k1 best sub-keys of each half, in decreasing order
+        _row_topk_select(s1[m], k1, v1[m], a[m], gmax, bv, bi)
+        _row_topk_select(s2[m], k1, v2[m], b[m], gmax, bv, bi)
+        _candidate_topk(v1[m], a[m], v2[m], b[m], n, k, out_vals[m], out_slots[m])
+
+
+@jit
+def _candidate_topk(v1, a, v2, b, n, k, hv, hs):
+    """Level 2: the k best of the k1 x k1 candidate sums v1[i] + v2[j] (both lists sorted)."""
+    k1 = v1.shape[0]
     size = 0
     for i in range(k1):
         if size == k and v1[i] + v2[0] <= hv[k - 1]:
@@ -93,10 +174,11 @@ def _product_topk_row(s1, s2, k, v1, a, v2, b, hv, hs):
             size = _insert(hv, hs, size, k, c, a[i] * n + b[j])
 
 
-# Each row loop comes twice: serial, and multi-threaded (prange) for large inputs, where the
-# threads' start-up cost is worth paying.
+# Each row loop comes twice: serial, and multi-threaded (prange over blocks of rows, one
+# scratch per block) for large inputs, where the threads' start-up cost is worth paying.
 @jit
 def _topk_rows_serial(x, k, offset, vals, ids, sizes):
+    """Running lists (the flat scan feeds a row in several chunks)."""
     for m in range(x.shape[0]):
         sizes[m] = _row_topk(x[m], k, offset, vals[m], ids[m], sizes[m])
 
@@ -108,15 +190,28 @@ def _topk_rows_parallel(x, k, offset, vals, ids, sizes):
 
 
 @jit
-def _product_topk_serial(s1, s2, k, v1, a, v2, b, out_vals, out_slots):
-    for m in range(s1.shape[0]):
-        _product_topk_row(s1[m], s2[m], k, v1[m], a[m], v2[m], b[m], out_vals[m], out_slots[m])
+def _select_rows_serial(x, k, vals, ids, n_blocks):
+    _select_rows_block(x, k, vals, ids, 0, x.shape[0])
 
 
 @jit(parallel=True)
-def _product_topk_parallel(s1, s2, k, v1, a, v2, b, out_vals, out_slots):
-    for m in prange(s1.shape[0]):
-        _product_topk_row(s1[m], s2[m], k, v1[m], a[m], v2[m], b[m], out_vals[m], out_slots[m])
+def _select_rows_parallel(x, k, vals, ids, n_blocks):
+    M = x.shape[0]
+    for t in prange(n_blocks):
+        _select_rows_block(x, k, vals, ids, t * M // n_blocks, (t + 1) * M // n_blocks)
+
+
+@jit
+def _product_topk_serial(s1, s2, k, v1, a, v2, b, out_vals, out_slots, n_blocks):
+    _product_topk_block(s1, s2, k, v1, a, v2, b, out_vals, out_slots, 0, s1.shape[0])
+
+
+@jit(parallel=True)
+def _product_topk_parallel(s1, s2, k, v1, a, v2, b, out_vals, out_slots, n_blocks):
+    M = s1.shape[0]
+    for t in prange(n_blocks):
+        _product_topk_block(s1, s2, k, v1, a, v2, b, out_vals, out_slots, t * M // n_blocks,
+                            (t + 1) * M // n_blocks)
 
 
 _PARALLEL_MIN_WORK = 1 << 18  # elements touched; below this one thread is faster
@@ -162,8 +257,8 @@ def topk_rows(x, k):
     x = np.ascontiguousarray(x)
     vals = np.empty((x.shape[0], k), dtype=x.dtype)
     ids = np.empty((x.shape[0], k), dtype=np.int64)
-    kernel = _pick(_topk_rows_serial, _topk_rows_parallel, x.size)
-    kernel(x, k, 0, vals, ids, np.zeros(x.shape[0], dtype=np.int64))
+    _pick(_select_rows_serial, _select_rows_parallel, x.size)(x, k, vals, ids,
+                                                              numba.get_num_threads())
     return vals, ids
 
 
@@ -205,7 +300,7 @@ def product_topk(s1, s2, k):
     a, b = np.empty((M, k1), dtype=np.int64), np.empty((M, k1), dtype=np.int64)
     vals, slots = np.empty((M, k), dtype=dt), np.empty((M, k), dtype=np.int64)
     kernel = _pick(_product_topk_serial, _product_topk_parallel, 2 * s1.size + M * k * k)
-    kernel(s1, s2, k, v1, a, v2, b, vals, slots)
+    kernel(s1, s2, k, v1, a, v2, b, vals, slots, numba.get_num_threads())
     return vals, slots
 
 
@@ -251,10 +346,20 @@ def flat_scan_topk(queries, keys, k, chunk=32768):
 # ------------------------------------------------------------------------------------------
 @jit
 def _gather_weighted_row(V, idx, w, out):
-    for j in range(idx.shape[0]):
-        r, wj = idx[j], w[j]
-        for c in range(V.shape[1]):
-            out[c] += wj * V[r, c]
+    # Four rows per pass over out: four independent loads in flight per column (the rows are
+    # scattered over a table that may not fit in cache) and a quarter of the stores to out.
+    J, d = idx.shape[0], V.shape[1]
+    j = 0
+    while j + 4 <= J:
+        r0, r1, r2, r3 = V[idx[j]], V[idx[j + 1]], V[idx[j + 2]], V[idx[j + 3]]
+        w0, w1, w2, w3 = w[j], w[j + 1], w[j + 2], w[j + 3]
+        for c in range(d):
+            out[c] += (w0 * r0[c] + w1 * r1[c]) + (w2 * r2[c] + w3 * r3[c])
+        j += 4
+    for j in range(j, J):
+        r0, w0 = V[idx[j]], w[j]
+        for c in range(d):
+            out[c] += w0 * r0[c]
 
 
 @jit
@@ -269,7 +374,7 @@ def _gather_weighted_rows_parallel(V, idx, w, out):
         _gather_weighted_row(V, idx[m], w[m], out[m])
 
 
-@jit
+@jit(reassoc=True)  # a dot product per row read: vectorized partial sums
 def _read_grad_w_row(V, idx, g, grad_w):
     for j in range(idx.shape[0]):
         r = idx[j]
@@ -292,26 +397,30 @@ def _read_grad_w_parallel(V, idx, g, grad_w):
 
 
 @jit
-def _read_scatter_columns(grad_V, idx, w, g, c0, c1):
+def _read_scatter_part(grad_V, idx, w, g, part, n_parts):
+    # whole rows, so each row of grad_V is written contiguously; a thread owns the rows
+    # r % n_parts == part, so no two threads ever write the same row
+    d = grad_V.shape[1]
     for m in range(idx.shape[0]):
         for j in range(idx.shape[1]):
-            r, wj = idx[m, j], w[m, j]
-            for c in range(c0, c1):
-                grad_V[r, c] += wj * g[m, c]
+            r = idx[m, j]
+            if r % n_parts == part:
+                row, wj = grad_V[r], w[m, j]
+                for c in range(d):
+                    row[c] += wj * g[m, c]
 
 
 @jit
-def _read_scatter_serial(grad_V, idx, w, g, block):
-    _read_scatter_columns(grad_V, idx, w, g, 0, grad_V.shape[1])
+def _read_scatter_serial(grad_V, idx, w, g, n_parts):
+    _read_scatter_part(grad_V, idx, w, g, 0, 1)
 
 
 @jit(parallel=True)
-def _read_scatter_parallel(grad_V, idx, w, g, block):
-    # Several (m, j) may read the same row, so the threads split the columns instead of the
-    # rows: no two threads ever write the same element.
-    d = grad_V.shape[1]
-    for cb in prange((d + block - 1) // block):
-        _read_scatter_columns(grad_V, idx, w, g, cb * block, min(d, (cb + 1) * block))
+def _read_scatter_parallel(grad_V, idx, w, g, n_parts):
+    # Several (m, j) may read the same row: the threads split the rows of the table by owner
+    # (each scans all the indices, which is cheap next to the row updates).
+    for part in prange(n_parts):
+        _read_scatter_part(grad_V, idx, w, g, part, n_parts)
 
 
 @jit
@@ -423,7 +532,7 @@ def gather_weighted_rows_backward_reference(V, idx, w, g):
     return grad_V, grad_w
 
 
-def gather_weighted_rows_backward(V, idx, w, g, block=32):
+def gather_weighted_rows_backward(V, idx, w, g):
     """Fused kernel version of :func:`gather_weighted_rows_backward_reference`.
 
     ``grad_V`` comes from ``numpy.zeros`` (pages are zeroed lazily by the OS, so untouched
@@ -440,5 +549,5 @@ def gather_weighted_rows_backward(V, idx, w, g, block=32):
                                                             grad_w)
     grad_V = np.zeros(V.shape, dtype=V.dtype)
     _pick(_read_scatter_serial, _read_scatter_parallel, work)(
-        grad_V, idx, np.ascontiguousarray(w, V.dtype), g, block)
+        grad_V, idx, np.ascontiguousarray(w, V.dtype), g, numba.get_num_threads())
     return grad_V, grad_w.astype(w.dtype, copy=False)

@@ -21,6 +21,17 @@ _SEARCH = {"fast": (product_key_topk, memory_read),
            "flat": (flat_key_topk, memory_read)}
 
 
+def _normal_table(rng, rows, cols, divisor, dtype, block=1 << 16):
+    """``rng.standard_normal((rows, cols)) / divisor`` as ``dtype``, ``block`` rows at a time: the
+    same numbers as one draw, without a float64 temporary of the whole table (4 GB for 1024^2
+    slots of width 512)."""
+    out = np.empty((rows, cols), dtype=dtype)
+    for start in range(0, rows, block):
+        stop = min(rows, start + block)
+        out[start:stop] = rng.standard_normal((stop - start, cols)) / divisor
+    return out
+
+
 def _check_pos_int(name, value, low=1):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ValueError(f"ProductKeyMemory: {name} must be an int >= {low}, got {value!r}")
@@ -68,8 +79,7 @@ class ProductKeyMemory(Module):
         # EmbeddingBag init, std d_out^-1/2
         self.C1 = Parameter((rng.standard_normal((heads, n_sub_keys, dh)) / np.sqrt(dh)).astype(dt))
         self.C2 = Parameter((rng.standard_normal((heads, n_sub_keys, dh)) / np.sqrt(dh)).astype(dt))
-        self.values = Parameter(
-            (rng.standard_normal((n_sub_keys ** 2, d_out)) / np.sqrt(d_out)).astype(dt))
+        self.values = Parameter(_normal_table(rng, n_sub_keys ** 2, d_out, np.sqrt(d_out), dt))
         self.last_slots = None
         self.last_weights = None
 
