@@ -84,18 +84,23 @@ def _row_topk(x, k, offset, vals, ids, size):
 # the collection of survivors, whose branch is almost never taken on long rows.
 # ------------------------------------------------------------------------------------------
 @jit
+def _rank(x, c, i):
+    """The rank of ``x[i]`` among ``x[:c]``: the entries above it (ties: the earlier first)."""
+    v, r = x[i], 0
+    for j in range(c):
+        r += x[j] > v
+    for j in range(i):
+        r += x[j] == v
+    return r
+
+
+@jit
 def _ranked_top(bv, bi, c, k, vals, ids):
-    """``vals[:k], ids[:k]``: the k largest of ``bv[:c]`` in decreasing order; an entry's rank
-    is the number of entries above it (ties: the earlier one first)."""
+    """``vals[:k], ids[:k]``: the k largest of ``bv[:c]`` in decreasing order."""
     for i in range(c):
-        v = bv[i]
-        r = 0
-        for j in range(c):
-            r += bv[j] > v
-        for j in range(i):
-            r += bv[j] == v
+        r = _rank(bv, c, i)
         if r < k:
-            vals[r] = v
+            vals[r] = bv[i]
             ids[r] = bi[i]
 
 
@@ -116,14 +121,8 @@ def _row_topk_select(x, k, vals, ids, gmax, bv, bi):
             gmax[q] = v if v > gmax[q] else gmax[q]
     thr = -np.inf
     for i in range(m):           # thr = the group maximum of rank k - 1
-        v = gmax[i]
-        r = 0
-        for j in range(m):
-            r += gmax[j] > v
-        for j in range(i):
-            r += gmax[j] == v
-        if r == k - 1:
-            thr = v
+        if _rank(gmax, m, i) == k - 1:
+            thr = gmax[i]
     c = 0
     for j in range(n):
         if x[j] >= thr:
