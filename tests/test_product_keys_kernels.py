@@ -5,6 +5,7 @@ Small sizes, so the file also passes (slowly) under NUMBA_DISABLE_JIT=1.
 import numpy as np
 import pytest
 
+from minimem.kernels import _jit
 from minimem.kernels import product_keys as pk
 
 
@@ -17,7 +18,7 @@ def brute_topk(full, k):
 def path(request, monkeypatch):
     """Run each kernel test through the serial and the multi-threaded loop."""
     if request.param == "parallel":
-        monkeypatch.setattr(pk, "_PARALLEL_MIN_WORK", 0)
+        monkeypatch.setattr(_jit, "PARALLEL_MIN_WORK", 0)
     return request.param
 
 

@@ -14,3 +14,11 @@ def jit(fn=None, *, parallel=False, reassoc=False):
                           fastmath={"reassoc"} if reassoc else False)(f)
 
     return wrap(fn) if fn is not None else wrap
+
+
+PARALLEL_MIN_WORK = 1 << 18  # elements touched; below this one thread is faster
+
+
+def pick_kernel(serial, parallel, work):
+    """The ``prange`` twin of a kernel when ``work`` is large enough to pay the threads' start."""
+    return parallel if work >= PARALLEL_MIN_WORK else serial

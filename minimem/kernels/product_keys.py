@@ -28,10 +28,8 @@ two first-level top-k lists, and the search costs :math:`O(n + k^2)` per query i
   so the (M, N) score matrix is never held at once (a running sorted list of length k per row
   carries the result from chunk to chunk).
 
-* :func:`gather_weighted_rows` and :func:`gather_weighted_rows_backward`: the memory read
-  :math:`o_m = \sum_j w_{mj} V[i_{mj}]` and its backward, :math:`\bar w_{mj} =
-  \langle V[i_{mj}], \bar o_m\rangle` and the scatter-add :math:`\bar V[i_{mj}] \mathrel{+}=
-  w_{mj} \bar o_m`, whose work is proportional to the rows read, not to the table size.
+* the memory read and its scatter-add backward live in :mod:`minimem.kernels.weighted_read`
+  (re-exported here).
 
 Each has a NumPy twin (``*_reference``, also the CuPy path) that the tests compare with.
 Ties between equal scores may be broken differently by the kernel and the twin.
@@ -44,7 +42,14 @@ from numba import prange
 
 from ..backend import get_xp
 from ._jit import jit
+from ._jit import pick_kernel as _pick
 from .scatter import scatter_add_rows
+from .weighted_read import (  # noqa: F401
+    gather_weighted_rows,
+    gather_weighted_rows_backward,
+    gather_weighted_rows_backward_reference,
+    gather_weighted_rows_reference,
+)
 
 
 # ------------------------------------------------------------------------------------------
@@ -213,13 +218,6 @@ def _product_topk_parallel(s1, s2, k, v1, a, v2, b, out_vals, out_slots, n_block
                             (t + 1) * M // n_blocks)
 
 
-_PARALLEL_MIN_WORK = 1 << 18  # elements touched; below this one thread is faster
-
-
-def _pick(serial, parallel, work):
-    return parallel if work >= _PARALLEL_MIN_WORK else serial
-
-
 # ------------------------------------------------------------------------------------------
 def _check_rows(fn, name, x):
     if getattr(x, "ndim", None) != 2:
@@ -340,88 +338,6 @@ def flat_scan_topk(queries, keys, k, chunk=32768):
     return vals, ids
 
 
-# ------------------------------------------------------------------------------------------
-# The read o_m = sum_j w_mj V[i_mj] and its backward (a gather and a scatter-add)
-# ------------------------------------------------------------------------------------------
-@jit
-def _gather_weighted_row(V, idx, w, out):
-    # Four rows per pass over out: four independent loads in flight per column (the rows are
-    # scattered over a table that may not fit in cache) and a quarter of the stores to out.
-    J, d = idx.shape[0], V.shape[1]
-    j = 0
-    while j + 4 <= J:
-        r0, r1, r2, r3 = V[idx[j]], V[idx[j + 1]], V[idx[j + 2]], V[idx[j + 3]]
-        w0, w1, w2, w3 = w[j], w[j + 1], w[j + 2], w[j + 3]
-        for c in range(d):
-            out[c] += (w0 * r0[c] + w1 * r1[c]) + (w2 * r2[c] + w3 * r3[c])
-        j += 4
-    for j in range(j, J):
-        r0, w0 = V[idx[j]], w[j]
-        for c in range(d):
-            out[c] += w0 * r0[c]
-
-
-@jit
-def _gather_weighted_rows_serial(V, idx, w, out):
-    for m in range(idx.shape[0]):
-        _gather_weighted_row(V, idx[m], w[m], out[m])
-
-
-@jit(parallel=True)
-def _gather_weighted_rows_parallel(V, idx, w, out):
-    for m in prange(idx.shape[0]):
-        _gather_weighted_row(V, idx[m], w[m], out[m])
-
-
-@jit(reassoc=True)  # a dot product per row read: vectorized partial sums
-def _read_grad_w_row(V, idx, g, grad_w):
-    for j in range(idx.shape[0]):
-        r = idx[j]
-        s = 0.0
-        for c in range(V.shape[1]):
-            s += V[r, c] * g[c]
-        grad_w[j] = s
-
-
-@jit
-def _read_grad_w_serial(V, idx, g, grad_w):
-    for m in range(idx.shape[0]):
-        _read_grad_w_row(V, idx[m], g[m], grad_w[m])
-
-
-@jit(parallel=True)
-def _read_grad_w_parallel(V, idx, g, grad_w):
-    for m in prange(idx.shape[0]):
-        _read_grad_w_row(V, idx[m], g[m], grad_w[m])
-
-
-@jit
-def _read_scatter_part(grad_V, idx, w, g, part, n_parts):
-    # whole rows, so each row of grad_V is written contiguously; a thread owns the rows
-    # r % n_parts == part, so no two threads ever write the same row
-    d = grad_V.shape[1]
-    for m in range(idx.shape[0]):
-        for j in range(idx.shape[1]):
-            r = idx[m, j]
-            if r % n_parts == part:
-                row, wj = grad_V[r], w[m, j]
-                for c in range(d):
-                    row[c] += wj * g[m, c]
-
-
-@jit
-def _read_scatter_serial(grad_V, idx, w, g, n_parts):
-    _read_scatter_part(grad_V, idx, w, g, 0, 1)
-
-
-@jit(parallel=True)
-def _read_scatter_parallel(grad_V, idx, w, g, n_parts):
-    # Several (m, j) may read the same row: the threads split the rows of the table by owner
-    # (each scans all the indices, which is cheap next to the row updates).
-    for part in prange(n_parts):
-        _read_scatter_part(grad_V, idx, w, g, part, n_parts)
-
-
 @jit
 def _picked_scores_backward_head(q, C, sub, g, grad_q, grad_C, h):
     for m in range(q.shape[0]):
@@ -473,80 +389,3 @@ def picked_scores_backward(q, C, sub, g):
     kernel(np.ascontiguousarray(q, dt), np.ascontiguousarray(C),
            np.ascontiguousarray(sub, np.int64), np.ascontiguousarray(g, dt), grad_q, grad_C)
     return grad_q, grad_C
-
-
-def _check_read_args(fn, V, idx, w, g=None):
-    if getattr(V, "ndim", None) != 2 or getattr(idx, "ndim", None) != 2 or \
-            getattr(w, "shape", None) != idx.shape:
-        raise ValueError(f"{fn}: expected V (N, d), idx (M, J) and w (M, J); got "
-                         f"{getattr(V, 'shape', None)}, {getattr(idx, 'shape', None)}, "
-                         f"{getattr(w, 'shape', None)}")
-    if idx.dtype.kind not in "iu":
-        raise TypeError(f"{fn}: idx must be integers, got dtype {idx.dtype}")
-    if g is not None and g.shape != (idx.shape[0], V.shape[1]):
-        raise ValueError(f"{fn}: g must have shape {(idx.shape[0], V.shape[1])}, got {g.shape}")
-
-
-def gather_weighted_rows_reference(V, idx, w):
-    """NumPy twin of :func:`gather_weighted_rows`: gather (M, J, d), then a batched product."""
-    return (w[:, None, :] @ V[idx])[:, 0, :]
-
-
-def gather_weighted_rows(V, idx, w):
-    """``out[m] = sum_j w[m, j] V[idx[m, j]]`` for ``V`` (N, d), ``idx`` and ``w`` (M, J).
-
-    Reads only the M J rows addressed; never forms the (M, J, d) gather.
-    """
-    _check_read_args("gather_weighted_rows", V, idx, w)
-    if get_xp(V) is not np:
-        return gather_weighted_rows_reference(V, idx, w)
-    dt = np.result_type(V.dtype, w.dtype)
-    out = np.zeros((idx.shape[0], V.shape[1]), dtype=dt)
-    kernel = _pick(_gather_weighted_rows_serial, _gather_weighted_rows_parallel,
-                   out.size * idx.shape[1])
-    kernel(np.ascontiguousarray(V), np.ascontiguousarray(idx, np.int64),
-           np.ascontiguousarray(w, dt), out)
-    return out
-
-
-def gather_weighted_rows_backward_reference(V, idx, w, g):
-    r"""The backward of the read, in NumPy: ``(grad_V, grad_w)`` for upstream ``g`` (M, d).
-
-    :math:`\bar w_{mj} = \langle V[i_{mj}], g_m \rangle` and
-    :math:`\bar V[i_{mj}] \mathrel{+}= w_{mj} g_m`. ``grad_V`` is a dense array of V's shape
-    (``zeros`` allocates it lazily), but the work is a scatter-add over the M J rows read.
-    """
-    _check_read_args("gather_weighted_rows_backward_reference", V, idx, w, g)
-    xp = get_xp(V)
-    # Exercise 30.3 (3 pt): the scatter-add backward of the read o_m = sum_j w_mj V[i_mj]:
-    #   grad_w[m, j] = <V[i_mj], g_m>, and grad_V (xp.zeros of V's shape) gets w_mj g_m added
-    #   to row i_mj (use scatter_add_rows from minimem.kernels: repeated rows must accumulate).
-    ### BEGIN SOLUTION
-    rows = V[idx]                                        # (M, J, d): only the rows read
-    grad_w = (rows @ g[:, :, None])[:, :, 0]
-    grad_V = xp.zeros(V.shape, dtype=V.dtype)
-    src = (w[:, :, None] * g[:, None, :]).reshape(-1, V.shape[1])
-    scatter_add_rows(grad_V, idx.reshape(-1), src)
-    ### END SOLUTION
-    return grad_V, grad_w
-
-
-def gather_weighted_rows_backward(V, idx, w, g):
-    """Fused kernel version of :func:`gather_weighted_rows_backward_reference`.
-
-    ``grad_V`` comes from ``numpy.zeros`` (pages are zeroed lazily by the OS, so untouched
-    parts of a large table cost nothing to write); the scatter-add touches only the rows read.
-    """
-    _check_read_args("gather_weighted_rows_backward", V, idx, w, g)
-    if get_xp(V) is not np:
-        return gather_weighted_rows_backward_reference(V, idx, w, g)
-    idx = np.ascontiguousarray(idx, np.int64)
-    g = np.ascontiguousarray(g, V.dtype)
-    grad_w = np.empty(idx.shape, dtype=V.dtype)
-    work = g.size * idx.shape[1]
-    _pick(_read_grad_w_serial, _read_grad_w_parallel, work)(np.ascontiguousarray(V), idx, g,
-                                                            grad_w)
-    grad_V = np.zeros(V.shape, dtype=V.dtype)
-    _pick(_read_scatter_serial, _read_scatter_parallel, work)(
-        grad_V, idx, np.ascontiguousarray(w, V.dtype), g, numba.get_num_threads())
-    return grad_V, grad_w.astype(w.dtype, copy=False)
