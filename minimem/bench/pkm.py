@@ -80,7 +80,6 @@ def _time_width(tokens, d_model, sizes, flat_max):
                                 note=f"{t / tokens * 1e6:.2f} us/token"))
                 if impl == "pkm":
                     per_size[(work, n)] = t
-        layer.values.grad = None
         del layer
     rows = with_ratios(rows, "flat scan")
     lo, hi = sizes[0], sizes[-1]

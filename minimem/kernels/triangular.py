@@ -46,10 +46,10 @@ def unit_lower_inverse_reference(A):
 
 def unit_lower_inverse(A):
     """:math:`(I + A)^{-1}` for arrays ``A (..., C, C)``: the Numba kernel on NumPy arrays."""
-    if get_xp(A) is not np:
-        return unit_lower_inverse_reference(A)
     if A.ndim < 2 or A.shape[-1] != A.shape[-2]:
         raise ValueError(f"unit_lower_inverse: A must be (..., C, C), got shape {A.shape}")
+    if get_xp(A) is not np:
+        return unit_lower_inverse_reference(A)
     A3 = np.ascontiguousarray(A).reshape((-1,) + A.shape[-2:])
     X = np.empty_like(A3)
     _unit_lower_inverse_kernel(A3, X)

@@ -106,6 +106,11 @@ def _pad_time(x, T_pad, axis=2):
     return ops.concatenate([x, Tensor(xp.zeros(shape, dtype=x.dtype))], axis=axis)
 
 
+def _decayed(S, decay, n):
+    """``d_n S`` for chunk ``n`` (``decay`` (B, H, N), ``None``: no decay)."""
+    return S if decay is None else decay[:, :, n, None, None] * S
+
+
 class ChunkScan(Function):
     r"""The sequential part of the chunkwise form: carry the state :math:`S` across chunks.
 
@@ -145,8 +150,7 @@ class ChunkScan(Function):
             if Up is not U:
                 Up[:, :, n] = U_n
             O[:, :, n] = Q[:, :, n] @ S + P[:, :, n] @ U_n
-            S_next = Kt[:, :, n] @ U_n
-            S = S_next + (S if decay is None else decay[:, :, n, None, None] * S)
+            S = Kt[:, :, n] @ U_n + _decayed(S, decay, n)
         ctx.save_for_backward(W, Q, P, K_end, decay, states, Up)
         return O, S
 
@@ -162,7 +166,7 @@ class ChunkScan(Function):
         for n in reversed(range(N)):
             dS_after[:, :, n] = dS
             dUp[:, :, n] += K_end[:, :, n] @ dS
-            dS_n = dS_prev_base[:, :, n] + (dS if decay is None else decay[:, :, n, None, None] * dS)
+            dS_n = dS_prev_base[:, :, n] + _decayed(dS, decay, n)
             if W is not None:
                 dS_n -= T_(W[:, :, n]) @ dUp[:, :, n]
             dS = dS_n
