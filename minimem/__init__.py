@@ -9,9 +9,9 @@ Quick start::
 """
 from .backend import (available_devices, cupy_available, get_default_dtype,  # noqa: F401
                       manual_seed, set_default_dtype)
-from .autograd import (Function, GradcheckError, Tensor, arange, enable_grad,  # noqa: F401
-                       full, gradcheck, is_grad_enabled, no_grad, ones, ones_like, rand,
-                       randn, tensor, track_memory, zeros, zeros_like)
+from .autograd import (Function, GradcheckError, RowSparseGrad, Tensor,  # noqa: F401
+                       arange, enable_grad, full, gradcheck, is_grad_enabled, no_grad, ones,
+                       ones_like, rand, randn, tensor, track_memory, zeros, zeros_like)
 from .autograd.ops import (abs, add, astype, broadcast_to, concatenate, cross_entropy,  # noqa
                            div, einsum, exp, expand_dims, index_add, l2_normalize, log,
                            log_softmax, logsumexp, matmul, max, mean, min, mse_loss, mul, neg,

@@ -6,12 +6,23 @@ r"""Optimizers and learning-rate schedules (PyTorch's names and semantics).
   :math:`\theta \leftarrow \theta - \eta\, \hat m / (\sqrt{\hat v} + \epsilon)`;
   ``weight_decay`` adds :math:`\lambda\theta` to g (L2).
 * AdamW: the same step, with decoupled decay :math:`\theta \leftarrow \theta (1 - \eta\lambda)` first.
+* SparseAdam: the Adam step on the rows present in a row-sparse gradient only (lazy: the
+  moments of the other rows are not decayed that step); on a dense gradient, plain Adam.
+
+Row-sparse gradients (:class:`~minimem.autograd.sparse.RowSparseGrad`, from
+``sparse_grad=True`` memory reads and ``Embedding(sparse=True)``): ``SGD`` without momentum or
+weight decay and ``SparseAdam`` update only the rows present, in place, at a cost proportional
+to those rows; every other combination applies the dense rule to the dense gradient (exact, at
+the cost of the whole table).
 """
 from __future__ import annotations
 
 import math
 
+from .autograd.sparse import RowSparseGrad
 from .backend import get_xp
+from .kernels.sparse_rows import adam_rows
+from .kernels.weighted_read import scatter_weighted_rows
 
 
 class Optimizer:
@@ -35,7 +46,8 @@ class Optimizer:
     def step(self):
         for p in self.params:
             if p.grad is not None:
-                self._update(p, p.grad.data, self.state.setdefault(id(p), {}))
+                g = p.grad if isinstance(p.grad, RowSparseGrad) else p.grad.data
+                self._update(p, g, self.state.setdefault(id(p), {}))
 
     def _update(self, p, g, state):
         raise TypeError(f"{type(self).__name__} (an Optimizer) must define _update()")
@@ -47,6 +59,13 @@ class SGD(Optimizer):
         self.momentum, self.weight_decay, self.nesterov = momentum, weight_decay, nesterov
 
     def _update(self, p, g, state):
+        if isinstance(g, RowSparseGrad):
+            if not (self.weight_decay or self.momentum):
+                # theta[r] -= lr * u for every pair (r, u): only the rows present move
+                g = g.astype(p.dtype)
+                scatter_weighted_rows(_table_rows(p), g.idx, g.w, -self.lr * g.src)
+                return
+            g = g.to_dense()   # momentum and weight decay change every row
         if self.weight_decay:
             g = g + self.weight_decay * p.data
         if self.momentum:
@@ -68,6 +87,8 @@ class Adam(Optimizer):
 
     def _update(self, p, g, state):
         xp = get_xp(p.data)
+        if isinstance(g, RowSparseGrad):
+            g = g.to_dense()   # Adam decays the moments of every row, every step
         beta1, beta2 = self.betas
         if self.weight_decay and self.decoupled:
             p.data = p.data * (1 - self.lr * self.weight_decay)
@@ -102,16 +123,59 @@ class AdamW(Adam):
         super().__init__(params, lr, betas, eps, weight_decay)
 
 
+class SparseAdam(Adam):
+    """Lazy Adam for row-sparse gradients (PyTorch's ``SparseAdam``; Lample et al. update
+    product-key memory values this way): each step updates m, v and the parameter only in the
+    rows present in the gradient (repeats summed first), with the bias correction of the global
+    step count t; rows absent from a step keep their moments. On a dense gradient every row is
+    present and the step is plain Adam. The row updates are in place on ``p.data``.
+    """
+
+    def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8):
+        super().__init__(params, lr, betas, eps, weight_decay=0.0)
+
+    def _update(self, p, g, state):
+        if not isinstance(g, RowSparseGrad):
+            return super()._update(p, g, state)
+        if not state:
+            xp = get_xp(p.data)
+            state.update(step=0, m=xp.zeros_like(p.data), v=xp.zeros_like(p.data))
+        state["step"] += 1
+        g = g.coalesce().astype(p.dtype)
+        m, v = state["m"], state["v"]
+        adam_rows(_table_rows(p), m.reshape(m.shape[0], -1), v.reshape(v.shape[0], -1),
+                  g.indices, g.src, state["step"], self.lr, self.betas, self.eps)
+
+
+def _table_rows(p):
+    """``p.data`` as a 2-D (rows, rest) view that in-place row updates write through."""
+    if not p.data.flags.c_contiguous:
+        p.data = get_xp(p.data).ascontiguousarray(p.data)
+    return p.data.reshape(p.data.shape[0], -1)
+
+
 def clip_grad_norm_(params, max_norm):
-    """Scale all gradients so their global L2 norm is at most ``max_norm``; returns the norm."""
-    grads = [p.grad.data for p in params if p.grad is not None]
-    if not grads:
+    """Scale all gradients so their global L2 norm is at most ``max_norm``; returns the norm.
+
+    Row-sparse gradients are coalesced (repeated rows summed, as the norm needs) and stay
+    row-sparse."""
+    params = [p for p in params if p.grad is not None]
+    if not params:
         return 0.0
-    total = math.sqrt(sum(float((g.astype("float64") ** 2).sum()) for g in grads))
+    squares = 0.0
+    for p in params:
+        if isinstance(p.grad, RowSparseGrad):
+            p.grad = p.grad.coalesce()
+            squares += p.grad.sum_of_squares()
+        else:
+            squares += float((p.grad.data.astype("float64") ** 2).sum())
+    total = math.sqrt(squares)
     if total > max_norm:
         scale = max_norm / (total + 1e-6)
         for p in params:
-            if p.grad is not None:
+            if isinstance(p.grad, RowSparseGrad):
+                p.grad = p.grad * scale
+            else:
                 p.grad.data = p.grad.data * scale
     return total
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .autograd.sparse import dense_grad
 from .autograd.tensor import Tensor
 from .backend import to_numpy
 
@@ -136,7 +137,7 @@ def draw_graph(tensor, ax=None, names=None, show_values=True, show_grads=False, 
         if show_values:
             lines.append(_value_text(n.tensor))
         if show_grads and n.tensor is not None and n.tensor.grad is not None:
-            lines.append("grad " + _value_text(n.tensor.grad))
+            lines.append("grad " + _value_text(Tensor(dense_grad(n.tensor.grad))))
         box = FancyBboxPatch((x - _BOX_W / 2, y - _BOX_H / 2), _BOX_W, _BOX_H,
                              boxstyle="round,pad=0.04", fc=colors.get(n.op, "#ffe5b4"),
                              ec="0.3", zorder=3)
@@ -202,7 +203,8 @@ def sweep_table(tensor, names=None, precision=4) -> str:
             "" if n.op in ("leaf", "const") else n.op,
             ", ".join(label[k] for k in n.inputs),
             _array_text(t, precision),
-            _array_text(t.grad, precision) if t is not None and t.grad is not None else "-",
+            (_array_text(Tensor(dense_grad(t.grad)), precision)
+             if t is not None and t.grad is not None else "-"),
         ))
     widths = [max(len(r[c]) for r in rows) for c in range(5)]
     lines = ["  ".join(s.ljust(w) for s, w in zip(r, widths)).rstrip() for r in rows]

@@ -205,17 +205,22 @@ def test_layer_in_a_transformer():
         assert np.abs(mem.values.grad.numpy()).sum() > 0
 
 
-def test_layer_on_every_device(rng, device):
-    """The CuPy path (NumPy twins of the kernels) gives the CPU's result, forward and backward."""
+@pytest.mark.parametrize("sparse_grad", [False, True])
+def test_layer_on_every_device(rng, device, sparse_grad):
+    """The CuPy path (NumPy twins of the kernels) gives the CPU's result, forward, backward and
+    a SparseAdam step (lazy on the row-sparse value gradient)."""
     x = rng.standard_normal((2, 5, 6))
     outs = []
     for dev in ("cpu", device):
-        layer = ProductKeyMemory(6, 4, 5, topk=6, heads=2, d_key=4, seed=7).double().to(dev)
+        layer = ProductKeyMemory(6, 4, 5, topk=6, heads=2, d_key=4, seed=7,
+                                 sparse_grad=sparse_grad).double().to(dev)
         xt = mm.tensor(x, requires_grad=True, device=dev)
         y = layer(xt)
         (y * y).sum().backward()
         outs.append([to_np(y), to_numpy(layer.last_slots)] + [p.grad.numpy()
                                                               for p in layer.parameters()])
+        mm.optim.SparseAdam(layer.parameters(), lr=0.01).step()
+        outs[-1] += [p.numpy() for p in layer.parameters()]
     for a, b in zip(*outs):
         np.testing.assert_allclose(a, b, atol=1e-10)
 

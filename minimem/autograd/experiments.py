@@ -38,6 +38,7 @@ import numpy as np
 from ..backend import get_xp, to_numpy
 from .function import Function, enable_grad
 from .gradcheck import GradcheckReport, gradcheck
+from .sparse import dense_grad
 from .tensor import Tensor
 
 
@@ -165,7 +166,7 @@ def _directional_derivative(fn, inputs, wrt, u, v):
             term = (o * Tensor(get_xp(o.data).asarray(seed))).sum()
             total = term if total is None else total + term
         total.backward()
-    grads = {i: to_numpy(inputs[i].grad.data) for i in wrt if inputs[i].grad is not None}
+    grads = {i: to_numpy(dense_grad(inputs[i].grad)) for i in wrt if inputs[i].grad is not None}
     derivative = float(sum((g * u[i]).sum() for i, g in grads.items()))
     return derivative, float(np.sqrt(sum((g * g).sum() for g in grads.values())))
 

@@ -25,6 +25,7 @@ import threading
 import numpy as np
 
 from ..backend import get_xp
+from .sparse import RowSparseGrad
 
 _state = threading.local()
 
@@ -229,6 +230,16 @@ def _topological_order(root_ctx):
     return order
 
 
+def _sparse_input_grad(node, t, g):
+    """A row-sparse gradient from ``node``'s backward for input ``t``: checked, cast to ``t``'s
+    dtype, and made dense unless ``t`` is a leaf (an operation's backward gets arrays only)."""
+    if g.shape != t.shape:
+        raise RuntimeError(f"{node.fn.__name__}.backward returned a row-sparse gradient of "
+                           f"shape {g.shape} for an input of shape {t.shape}")
+    g = g.astype(t.dtype)
+    return g if t._ctx is None else g.to_dense()
+
+
 def backward(tensor, grad=None, retain_graph=False) -> None:
     """Backpropagate from ``tensor``; leaves with ``requires_grad`` get ``.grad`` accumulated."""
     from .tensor import Tensor
@@ -280,6 +291,11 @@ def backward(tensor, grad=None, retain_graph=False) -> None:
         for t, g in zip(node.inputs, in_grads):
             if t is None or g is None or not t.requires_grad:
                 continue
+            if isinstance(g, RowSparseGrad):
+                g = _sparse_input_grad(node, t, g)
+                if t._ctx is None:   # a leaf keeps the sparse form (in .grad)
+                    t._accumulate(g)
+                    continue
             g = sum_to_shape(g, t.shape)
             if g.dtype != t.dtype:
                 g = g.astype(t.dtype)

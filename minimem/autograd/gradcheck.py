@@ -19,6 +19,7 @@ import numpy as np
 
 from ..backend import get_xp, to_numpy
 from .function import enable_grad
+from .sparse import dense_grad
 from .tensor import Tensor
 
 
@@ -127,7 +128,7 @@ def _vjp(outs, inputs, wrt, v):
             term = (o * Tensor(seed)).sum()
             total = term if total is None else total + term
         total.backward(retain_graph=True)
-    return [np.zeros(inputs[i].shape) if inputs[i].grad is None else to_numpy(inputs[i].grad.data)
+    return [np.zeros(inputs[i].shape) if inputs[i].grad is None else to_numpy(dense_grad(inputs[i].grad))
             for i in wrt]
 
 

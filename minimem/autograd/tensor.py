@@ -8,6 +8,7 @@ import numpy as np
 from ..backend import (device_of, get_default_dtype, get_rng, get_xp, to_device, to_numpy,
                        xp_for_device)
 from . import function as _function
+from .sparse import RowSparseGrad
 
 
 def _as_array(data, dtype=None, device=None):
@@ -100,7 +101,16 @@ class Tensor:
         _function.backward(self, grad, retain_graph=retain_graph)
 
     def _accumulate(self, g, copy=True):
-        if self.grad is None:
+        # .grad is a Tensor, or a RowSparseGrad while only sparse gradients have arrived
+        # (sparse + sparse stays sparse; anything + dense is dense)
+        if isinstance(g, RowSparseGrad):
+            if self.grad is None or isinstance(self.grad, RowSparseGrad):
+                self.grad = g if self.grad is None else self.grad + g
+            else:
+                self.grad.data = g.add_to(self.grad.data)
+        elif isinstance(self.grad, RowSparseGrad):
+            self.grad = Tensor(self.grad.add_to(g))
+        elif self.grad is None:
             self.grad = Tensor(g.copy() if copy else g)
         else:
             self.grad.data = self.grad.data + g

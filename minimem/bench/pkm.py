@@ -6,8 +6,16 @@ slots, at two widths d_model = d_out: 1024 (the paper's memory layers) and 256 (
 
 * ``forward``: the whole layer (query projection and batch norm, search, softmax, read);
 * ``fwd+bwd``: forward, then backward of ``sum(out * G)`` into every parameter through the
-  engine (which stores dense gradients: the value table's gradient is a lazily zeroed array of
-  the table's size, of which the scatter-add touches the pages of the rows read);
+  engine, with the value table's gradient dense (a lazily zeroed array of the table's size, of
+  which the scatter-add touches one page per row read: at 1024^2 x 1024 that is ~130k page
+  faults, most of the backward's time);
+* ``fwd+bwd sparse``: the same with ``sparse_grad=True``: the table's gradient is a
+  RowSparseGrad that keeps the read's factors (rows, weights, upstream rows; nothing of the
+  table's size, nor of size M H k d, is allocated), the setting for large tables;
+* ``train step sparse`` (pkm only): ``fwd+bwd sparse`` then one ``optim.SparseAdam`` step,
+  which sums the repeated rows and updates m, v and the table in the ~M H k rows read. No
+  target: it moves O(M H k d) numbers in rows scattered over the table (and faults in the
+  pages of m and v the first time a row is read), which a bigger table makes slower;
 * ``search``: the key search alone (sub-scores and the two-level top-k, vs the flat scan).
 
 Baseline: the same layer with ``impl="flat"``, an exact scan of all N keys (chunked BLAS
@@ -46,11 +54,17 @@ def _workloads(layer, x, G):
         with mm.no_grad():
             layer(x)
 
-    def fwd_bwd():
-        for p in layer.parameters():
-            p.grad = None
-        xx = mm.tensor(x.data, requires_grad=True)
-        (layer(xx) * G).sum().backward()
+    def fwd_bwd(sparse, optimizer=None):
+        def run():
+            layer.sparse_grad = sparse
+            for p in layer.parameters():
+                p.grad = None
+            xx = mm.tensor(x.data, requires_grad=True)
+            (layer(xx) * G).sum().backward()
+            layer.sparse_grad = False
+            if optimizer is not None:
+                optimizer.step()
+        return run
 
     with mm.no_grad():
         q1, q2 = layer.queries(x)
@@ -59,7 +73,12 @@ def _workloads(layer, x, G):
         with mm.no_grad():
             _SEARCH[layer.impl][0](q1, q2, layer.C1, layer.C2, layer.topk)
 
-    return {"forward": forward, "fwd+bwd": fwd_bwd, "search": search}
+    work = {"forward": forward, "fwd+bwd": fwd_bwd(False), "fwd+bwd sparse": fwd_bwd(True),
+            "search": search}
+    if layer.impl == "fast":
+        work["train step sparse"] = fwd_bwd(True, mm.optim.SparseAdam(layer.parameters(),
+                                                                      lr=1e-4))
+    return work
 
 
 def _time_width(tokens, d_model, sizes, flat_max):
@@ -83,11 +102,11 @@ def _time_width(tokens, d_model, sizes, flat_max):
         del layer
     rows = with_ratios(rows, "flat scan")
     lo, hi = sizes[0], sizes[-1]
-    for work in ("forward", "fwd+bwd", "search"):
+    for work in ("forward", "fwd+bwd", "fwd+bwd sparse", "search", "train step sparse"):
         t_lo, t_hi = per_size[(work, lo)], per_size[(work, hi)]
         growth = t_hi / t_lo
         note = f"time grows x{growth:.2f} for x{(hi / lo) ** 2:.0f} slots"
-        if work != "search":
+        if work in ("forward", "fwd+bwd", "fwd+bwd sparse"):
             note += f" (target <= 2x: {'met' if growth <= 2 else 'MISSED'})"
         rows.append(Row(f"{work}: N={hi}^2 vs {lo}^2 d={d_model}", "pkm", t_hi,
                         baseline=f"pkm N={lo}^2", ratio=t_lo / t_hi, note=note,

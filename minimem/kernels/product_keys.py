@@ -47,8 +47,11 @@ from .scatter import scatter_add_rows
 from .weighted_read import (  # noqa: F401
     gather_weighted_rows,
     gather_weighted_rows_backward,
+    gather_weighted_rows_grad_w,
     gather_weighted_rows_backward_reference,
     gather_weighted_rows_reference,
+    scatter_weighted_rows,
+    scatter_weighted_rows_reference,
 )
 
 

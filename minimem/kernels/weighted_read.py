@@ -154,6 +154,46 @@ def gather_weighted_rows_backward_reference(V, idx, w, g):
     return grad_V, grad_w
 
 
+def scatter_weighted_rows_reference(out, idx, w, g):
+    """NumPy/CuPy twin of :func:`scatter_weighted_rows`: the (M J, d) products, then an
+    unbuffered add (``add.at``) so that repeated rows accumulate."""
+    _check_read_args("scatter_weighted_rows_reference", out, idx, w, g)
+    src = (w[:, :, None] * g[:, None, :]).astype(out.dtype, copy=False)
+    get_xp(out).add.at(out, idx.reshape(-1), src.reshape(-1, out.shape[1]))
+    return out
+
+
+def scatter_weighted_rows(out, idx, w, g):
+    """In place ``out[idx[m, j]] += w[m, j] * g[m]`` for ``out`` (N, d), ``idx``/``w`` (M, J),
+    ``g`` (M, d); repeated rows accumulate. Work O(M J d), whatever N is."""
+    _check_read_args("scatter_weighted_rows", out, idx, w, g)
+    if get_xp(out) is not np:
+        return scatter_weighted_rows_reference(out, idx, w, g)
+    if not out.flags.c_contiguous:
+        raise ValueError("scatter_weighted_rows: out must be C-contiguous (it is written in place)")
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= out.shape[0]):
+        raise IndexError(f"scatter_weighted_rows: idx must lie in [0, {out.shape[0]}), got "
+                         f"values from {int(idx.min())} to {int(idx.max())}")
+    _pick(_read_scatter_serial, _read_scatter_parallel, g.size * idx.shape[1])(
+        out, np.ascontiguousarray(idx, np.int64), np.ascontiguousarray(w, out.dtype),
+        np.ascontiguousarray(g, out.dtype), numba.get_num_threads())
+    return out
+
+
+def gather_weighted_rows_grad_w(V, idx, g):
+    """The weights' part of the read's backward: ``grad_w[m, j] = <V[idx[m, j]], g[m]>``."""
+    if getattr(g, "shape", None) != (getattr(idx, "shape", (None,))[0], V.shape[1]):
+        raise ValueError(f"gather_weighted_rows_grad_w: g must have shape "
+                         f"{(idx.shape[0], V.shape[1])}, got {getattr(g, 'shape', None)}")
+    if get_xp(V) is not np:
+        return (V[idx] @ g[:, :, None])[:, :, 0]
+    grad_w = np.empty(idx.shape, dtype=V.dtype)
+    _pick(_read_grad_w_serial, _read_grad_w_parallel, g.size * idx.shape[1])(
+        np.ascontiguousarray(V), np.ascontiguousarray(idx, np.int64),
+        np.ascontiguousarray(g, V.dtype), grad_w)
+    return grad_w
+
+
 def gather_weighted_rows_backward(V, idx, w, g):
     """Fused kernel version of :func:`gather_weighted_rows_backward_reference`.
 
@@ -163,13 +203,6 @@ def gather_weighted_rows_backward(V, idx, w, g):
     _check_read_args("gather_weighted_rows_backward", V, idx, w, g)
     if get_xp(V) is not np:
         return gather_weighted_rows_backward_reference(V, idx, w, g)
-    idx = np.ascontiguousarray(idx, np.int64)
-    g = np.ascontiguousarray(g, V.dtype)
-    grad_w = np.empty(idx.shape, dtype=V.dtype)
-    work = g.size * idx.shape[1]
-    _pick(_read_grad_w_serial, _read_grad_w_parallel, work)(np.ascontiguousarray(V), idx, g,
-                                                            grad_w)
-    grad_V = np.zeros(V.shape, dtype=V.dtype)
-    _pick(_read_scatter_serial, _read_scatter_parallel, work)(
-        grad_V, idx, np.ascontiguousarray(w, V.dtype), g, numba.get_num_threads())
+    grad_w = gather_weighted_rows_grad_w(V, idx, g)
+    grad_V = scatter_weighted_rows(np.zeros(V.shape, dtype=V.dtype), idx, w, g)
     return grad_V, grad_w.astype(w.dtype, copy=False)

@@ -54,14 +54,21 @@ from ..autograd import ops
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
 from ..backend import get_xp
+from ..autograd.sparse import RowSparseGrad
 from ..kernels.product_keys import (flat_scan_topk, gather_weighted_rows,
-                                    gather_weighted_rows_backward, picked_scores_backward,
+                                    gather_weighted_rows_backward,
+                                    gather_weighted_rows_grad_w, picked_scores_backward,
                                     product_topk)
 
 
 # ------------------------------------------------------------------------------------------
 # Input checks
 # ------------------------------------------------------------------------------------------
+def _check_flag(fn, name, value):
+    if not isinstance(value, bool):
+        raise TypeError(f"{fn}: {name} must be True or False, got {value!r}")
+
+
 def _tensor(fn, name, x):
     if isinstance(x, Tensor):
         return x
@@ -250,30 +257,39 @@ def flat_key_topk(q1, q2, C1, C2, k):
 class WeightedRead(Function):
     r""":math:`o_m = \sum_j w_{mj} V[i_{mj}]` for ``V`` (N, d), ``idx`` and ``w`` (M, J).
 
-    The backward returns a dense, zero-initialised gradient array for ``V`` (the engine stores
-    dense gradients; ``numpy.zeros`` maps it lazily), filled by a scatter-add over the
-    :math:`M J` rows that were read: the *work* is O(M J d), proportional to the rows read,
-    never to the table size N. Kernels: :func:`minimem.kernels.product_keys.gather_weighted_rows`
-    and ``gather_weighted_rows_backward`` (NumPy twins ``*_reference``; Exercise 30.3).
+    The backward's *work* is O(M J d), proportional to the rows read, never to the table
+    size N. ``sparse_grad=False``: ``V``'s gradient is a dense, zero-initialised array
+    (``numpy.zeros`` maps it lazily) filled by a scatter-add over the :math:`M J` rows read;
+    ``sparse_grad=True``: it is a :class:`~minimem.autograd.sparse.RowSparseGrad` that keeps the
+    factors :math:`(i_{mj}, w_{mj}, \bar o_m)` as they are (O(M J + M d) numbers, no work), and
+    the optimizer updates only the rows read. Kernels:
+    :func:`minimem.kernels.product_keys.gather_weighted_rows`, ``gather_weighted_rows_backward``
+    and ``gather_weighted_rows_grad_w`` (NumPy twins ``*_reference``; Exercise 30.3).
     """
 
     @staticmethod
-    def forward(ctx, V, idx, w):
+    def forward(ctx, V, idx, w, sparse_grad=False):
         ctx.save_for_backward(V, idx, w)
+        ctx.sparse_grad = sparse_grad
         return gather_weighted_rows(V, idx, w)
 
     @staticmethod
     def backward(ctx, g):
         V, idx, w = ctx.saved_tensors
-        grad_V, grad_w = gather_weighted_rows_backward(V, idx, w, g)
-        return grad_V, None, grad_w
+        if not ctx.sparse_grad:
+            grad_V, grad_w = gather_weighted_rows_backward(V, idx, w, g)
+            return grad_V, None, grad_w
+        grad_w = gather_weighted_rows_grad_w(V, idx, g).astype(w.dtype, copy=False)
+        return RowSparseGrad.grouped(idx, w, g, V.shape), None, grad_w
 
 
-def weighted_read(V, idx, w):
+def weighted_read(V, idx, w, sparse_grad=False):
     """``o[m] = sum_j w[m, j] V[idx[m, j]]``: ``V`` (N, d) Tensor, ``idx`` (M, J) ints, ``w``
-    (M, J) Tensor; differentiable in ``V`` (sparse scatter-add backward) and ``w``."""
+    (M, J) Tensor; differentiable in ``V`` (scatter-add backward, a row-sparse ``V.grad`` when
+    ``sparse_grad``) and ``w``."""
     V = _tensor("weighted_read", "V", V)
     w = _tensor("weighted_read", "w", w)
+    _check_flag("weighted_read", "sparse_grad", sparse_grad)
     i = idx.data if isinstance(idx, Tensor) else get_xp(V.data).asarray(idx)
     if V.ndim != 2:
         raise ValueError(f"weighted_read: V must be (N, d), got shape {V.shape}")
@@ -283,13 +299,16 @@ def weighted_read(V, idx, w):
     if i.size and (int(i.min()) < 0 or int(i.max()) >= V.shape[0]):
         raise ValueError(f"weighted_read: idx must lie in [0, {V.shape[0]}), got values from "
                          f"{int(i.min())} to {int(i.max())}")
-    return WeightedRead.apply(V, i, w)
+    return WeightedRead.apply(V, i, w, sparse_grad=sparse_grad)
 
 
-def memory_read(V, slots, scores):
+def memory_read(V, slots, scores, sparse_grad=False):
     """Same contract as :func:`memory_read_reference`: softmax per head, then
-    :func:`weighted_read` over the H * k slots of each row (sparse backward into ``V``)."""
+    :func:`weighted_read` over the H * k slots of each row (scatter-add backward into ``V``;
+    a row-sparse ``V.grad`` when ``sparse_grad``)."""
     V, idx, scores = _check_read("memory_read", V, slots, scores)
+    _check_flag("memory_read", "sparse_grad", sparse_grad)
     M, H, k = idx.shape
     w = ops.softmax(scores, axis=-1)
-    return WeightedRead.apply(V, idx.reshape(M, H * k), w.reshape(M, H * k))
+    return WeightedRead.apply(V, idx.reshape(M, H * k), w.reshape(M, H * k),
+                              sparse_grad=sparse_grad)

@@ -80,5 +80,10 @@ register("memory_read (softmax + read)",
          lambda rng: (Tensor(rng.standard_normal((8, 3)), requires_grad=True),
                       Tensor(rng.standard_normal((2, 2, 3)), requires_grad=True)),
          chapter="pkm")(lambda V, s: memory_read(V, _SLOTS, s))
+register("memory_read (sparse_grad=True: row-sparse V grad)",
+         lambda rng: (Tensor(rng.standard_normal((8, 3)), requires_grad=True),
+                      Tensor(rng.standard_normal((2, 2, 3)), requires_grad=True)),
+         chapter="pkm")(lambda V, s: memory_read(V, _SLOTS, s, sparse_grad=True))
 _layer_case("ProductKeyMemory (batch norm)", query_norm="batch")
 _layer_case("ProductKeyMemory (no norm)", query_norm=None)
+_layer_case("ProductKeyMemory (sparse_grad=True)", query_norm="batch", sparse_grad=True)

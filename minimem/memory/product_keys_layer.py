@@ -37,6 +37,12 @@ def _check_pos_int(name, value, low=1):
         raise ValueError(f"ProductKeyMemory: {name} must be an int >= {low}, got {value!r}")
 
 
+def _check_sparse_impl(sparse_grad, impl):
+    if sparse_grad and impl == "reference":
+        raise ValueError("ProductKeyMemory: sparse_grad=True needs impl 'fast' or 'flat' (the "
+                         "reference read is a dense gather), got impl 'reference'")
+
+
 class ProductKeyMemory(Module):
     r"""A product-key memory layer: (..., d_in) -> (..., d_out).
 
@@ -44,7 +50,10 @@ class ProductKeyMemory(Module):
     head, ``heads`` query heads sharing one value table ``values`` (N, d_out), ``d_key`` the
     full query size (even), ``query_norm`` "batch" (BatchNorm1d on the queries) or None,
     ``impl`` "fast" (kernel search, sparse backward), "reference" (engine ops) or "flat" (the
-    exact scan of all N keys: the baseline; same result, O(N) per query).
+    exact scan of all N keys: the baseline; same result, O(N) per query). ``sparse_grad``:
+    the value table's gradient is a :class:`~minimem.autograd.sparse.RowSparseGrad` of the rows
+    read (as ``sparse=True`` of PyTorch's embeddings; pair it with ``optim.SparseAdam`` or plain
+    ``optim.SGD``, which update only those rows); needs impl "fast" or "flat".
 
     After each forward, ``last_slots`` and ``last_weights`` (arrays (..., heads, k)) hold the
     slots read and their softmax weights. Use as a TransformerBlock's MLP with
@@ -52,7 +61,7 @@ class ProductKeyMemory(Module):
     """
 
     def __init__(self, d_in, d_out, n_sub_keys, topk=32, heads=4, d_key=128,
-                 query_norm="batch", impl="fast", seed=None, dtype=None):
+                 query_norm="batch", impl="fast", sparse_grad=False, seed=None, dtype=None):
         super().__init__()
         for name, v in (("d_in", d_in), ("d_out", d_out), ("n_sub_keys", n_sub_keys),
                         ("topk", topk), ("heads", heads), ("d_key", d_key)):
@@ -68,10 +77,14 @@ class ProductKeyMemory(Module):
         if impl not in _SEARCH:
             raise ValueError(f"ProductKeyMemory: impl must be one of {list(_SEARCH)}, got "
                              f"{impl!r}")
+        if not isinstance(sparse_grad, bool):
+            raise TypeError(f"ProductKeyMemory: sparse_grad must be True or False, got "
+                            f"{sparse_grad!r}")
+        _check_sparse_impl(sparse_grad, impl)
         rng, dt = get_rng(seed), dtype or get_default_dtype()
         self.d_in, self.d_out, self.n_sub_keys = d_in, d_out, n_sub_keys
         self.topk, self.heads, self.d_key = topk, heads, d_key
-        self.query_norm, self.impl = query_norm, impl
+        self.query_norm, self.impl, self.sparse_grad = query_norm, impl, sparse_grad
         self.query = Linear(d_in, heads * d_key, seed=rng, dtype=dt)
         self.norm = BatchNorm1d(heads * d_key, dtype=dt) if query_norm == "batch" else None
         dh = d_key // 2
@@ -105,9 +118,11 @@ class ProductKeyMemory(Module):
         lead = x.shape[:-1]
         h = x.reshape(-1, self.d_in)
         q1, q2 = self.queries(h)
+        _check_sparse_impl(self.sparse_grad, self.impl)
         search, read = _SEARCH[self.impl]
         scores, slots = search(q1, q2, self.C1, self.C2, self.topk)
-        out = read(self.values, slots, scores)
+        out = (read(self.values, slots, scores, sparse_grad=True) if self.sparse_grad
+               else read(self.values, slots, scores))
         s = scores.data
         w = get_xp(s).exp(s - s.max(axis=-1, keepdims=True))
         self.last_slots = slots.reshape(*lead, self.heads, self.topk)
@@ -125,11 +140,12 @@ class ProductKeyMemory(Module):
     def extra_repr(self):
         return (f"d_in={self.d_in}, d_out={self.d_out}, n_sub_keys={self.n_sub_keys} "
                 f"(N={self.n_slots}), topk={self.topk}, heads={self.heads}, "
-                f"d_key={self.d_key}, query_norm={self.query_norm!r}, impl={self.impl!r}")
+                f"d_key={self.d_key}, query_norm={self.query_norm!r}, impl={self.impl!r}"
+                + (", sparse_grad=True" if self.sparse_grad else ""))
 
 
 def pkm_ffn(n_sub_keys, topk=32, heads=4, d_key=128, query_norm="batch", layers=None,
-            d_ff=None, seed=None):
+            d_ff=None, sparse_grad=False, seed=None):
     """A ``ffn=`` factory for ``TransformerBlock``/``TransformerLM``: a ProductKeyMemory
     (d_model -> d_model) in the blocks listed in ``layers`` (all blocks when None) and the
     usual MLP (hidden ``d_ff`` or 4 d_model) elsewhere."""
@@ -138,7 +154,8 @@ def pkm_ffn(n_sub_keys, topk=32, heads=4, d_key=128, query_norm="batch", layers=
     def factory(d_model, n_heads, layer):
         if layers is None or layer in layers:
             return ProductKeyMemory(d_model, d_model, n_sub_keys, topk=topk, heads=heads,
-                                    d_key=d_key, query_norm=query_norm, seed=rng)
+                                    d_key=d_key, query_norm=query_norm,
+                                    sparse_grad=sparse_grad, seed=rng)
         return MLP(d_model, d_ff or 4 * d_model, seed=rng)
 
     return factory

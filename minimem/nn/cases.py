@@ -6,7 +6,7 @@ import numpy as np
 from ..autograd.registry import register
 from ..autograd.tensor import Tensor
 from .attention import MultiHeadAttention, TransformerBlock, scaled_dot_product_attention
-from .layers import MLP, BatchNorm1d, LayerNorm, Linear, RMSNorm
+from .layers import MLP, BatchNorm1d, Embedding, LayerNorm, Linear, RMSNorm
 from .module import functional_call
 
 
@@ -44,3 +44,21 @@ register("scaled_dot_product_attention (mask)",
          lambda r: (_leaf(r, 2, 3, 4), _leaf(r, 2, 5, 4), _leaf(r, 2, 5, 3)), chapter="nn")(
     lambda q, k, v: scaled_dot_product_attention(
         q, k, v, mask=np.array([[1, 1, 0, 1, 0], [0, 1, 1, 1, 1], [1, 0, 0, 0, 0]], bool)))
+
+
+def _embedding_case(name, sparse):
+    """``Embedding(ids)`` as a function of its table; ids repeat, so rows must accumulate."""
+    held = {}
+
+    def make_inputs(rng):
+        held["layer"] = Embedding(5, 3, seed=rng, sparse=sparse).double()
+        return tuple(held["layer"].parameters())
+
+    def fn(weight):
+        return functional_call(held["layer"], (weight,), np.array([[1, 3, 1], [0, 4, 1]]))
+
+    register(name, make_inputs, chapter="nn")(fn)
+
+
+_embedding_case("Embedding", sparse=False)
+_embedding_case("Embedding (sparse=True: row-sparse grad)", sparse=True)

@@ -20,6 +20,7 @@ import numpy as np
 
 from .. import autograd as ag
 from ..autograd.function import Function
+from ..autograd.sparse import RowSparseGrad
 from ..backend import get_default_dtype, get_rng, get_xp, to_device
 from .module import Module, Parameter
 
@@ -67,15 +68,36 @@ class Linear(Module):
         return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}"
 
 
-class Embedding(Module):
-    """A table of ``num_embeddings`` vectors; ``forward(ids)`` gathers rows (scatter-add backward)."""
+class SparseRowGather(Function):
+    """``y = W[ids]`` whose backward leaves ``W``'s gradient row-sparse: the pairs
+    (``ids[i]``, ``g[i]``), one per id looked up (repeats add)."""
 
-    def __init__(self, num_embeddings, embedding_dim, seed=None, dtype=None, std=1.0):
+    @staticmethod
+    def forward(ctx, weight, ids):
+        ctx.ids, ctx.shape = ids, weight.shape
+        return weight[ids]
+
+    @staticmethod
+    def backward(ctx, g):
+        rows = ctx.ids.reshape(-1)
+        return RowSparseGrad(rows, g.reshape(rows.shape[0], *ctx.shape[1:]), ctx.shape), None
+
+
+class Embedding(Module):
+    """A table of ``num_embeddings`` vectors; ``forward(ids)`` gathers rows (scatter-add
+    backward). ``sparse=True`` (as in PyTorch): ``weight.grad`` is a row-sparse gradient of the
+    rows looked up, for ``optim.SGD`` / ``optim.SparseAdam`` to update only those rows."""
+
+    def __init__(self, num_embeddings, embedding_dim, seed=None, dtype=None, std=1.0,
+                 sparse=False):
         super().__init__()
         _check_int("Embedding", "num_embeddings", num_embeddings)
         _check_int("Embedding", "embedding_dim", embedding_dim)
+        if not isinstance(sparse, bool):
+            raise TypeError(f"Embedding: sparse must be True or False, got {sparse!r}")
         rng = get_rng(seed)
         self.num_embeddings, self.embedding_dim = num_embeddings, embedding_dim
+        self.sparse = sparse
         w = std * rng.standard_normal((num_embeddings, embedding_dim))
         self.weight = Parameter(w.astype(dtype or get_default_dtype()))
 
@@ -88,10 +110,11 @@ class Embedding(Module):
                 f"Embedding: ids must lie in [0, {self.num_embeddings}), got values from "
                 f"{int(idx.min())} to {int(idx.max())}"
             )
-        return self.weight[idx]
+        return SparseRowGather.apply(self.weight, idx) if self.sparse else self.weight[idx]
 
     def extra_repr(self):
-        return f"{self.num_embeddings}, {self.embedding_dim}"
+        return f"{self.num_embeddings}, {self.embedding_dim}" + (", sparse=True" if self.sparse
+                                                                 else "")
 
 
 class LayerNormFunction(Function):
