@@ -293,12 +293,15 @@ def test_many_facts_and_equal_compute():
         many_facts(2, 2, 0)
 
 
-def test_pkm_beats_mlp_of_equal_compute_on_many_facts():
-    # 576 random facts; the notebook runs the larger version (1024 facts, both query norms)
+@pytest.mark.parametrize("sparse_updates", [False, True], ids=["adam", "sparse-adam"])
+def test_pkm_beats_mlp_of_equal_compute_on_many_facts(sparse_updates):
+    # 576 random facts; the notebook runs the larger version (1024 facts, both query norms).
+    # With sparse updates the values train by lazy Adam on row-sparse gradients.
     runs = compare_pkm_mlp(n_a=24, n_b=24, n_values=32, d_model=24, n_sub_keys=24, topk=8,
                            heads=2, d_key=16, steps=300, batch_size=64, lr=1e-2,
-                           query_norms=("batch",), seed=0)
+                           query_norms=("batch",), seed=0, sparse_updates=sparse_updates)
     mlp, pkm = runs["mlp"], runs["pkm (batch norm)"]
+    assert pkm.extra["optimizer"] == ("SparseAdam" if sparse_updates else "Adam")
     assert abs(mlp.flops_per_token - pkm.flops_per_token) <= 24  # hidden rounds to an int
     assert pkm.accuracy > mlp.accuracy + 0.1, (pkm.accuracy, mlp.accuracy)
     assert pkm.usage.usage > 0.5

@@ -179,13 +179,15 @@ def _facts_lm(task, d_model, ffn, seed):
 
 def compare_pkm_mlp(n_a=32, n_b=32, n_values=32, d_model=32, n_sub_keys=32, topk=8, heads=2,
                     d_key=16, steps=600, batch_size=128, lr=1e-2, query_norms=("batch", None),
-                    seed=0, progress=False):
+                    seed=0, progress=False, sparse_updates=False):
     """Train the same one-block LM with a ProductKeyMemory (one per entry of ``query_norms``)
     and with an MLP of equal multiply-adds per token on :func:`many_facts`; returns
     ``{name: FactsRun}`` with names ``"mlp"``, ``"pkm (batch norm)"``, ``"pkm (no norm)"``.
+    All train with Adam; with ``sparse_updates`` the memories instead keep a row-sparse value
+    gradient (``sparse_grad=True``) and train with ``SparseAdam`` (lazy Adam on the values).
     """
     from ..nn.layers import MLP
-    from ..optim import Adam
+    from ..optim import Adam, SparseAdam
     from ..train import evaluate, fit
 
     task = many_facts(n_a, n_b, n_values, seed=seed)
@@ -196,17 +198,20 @@ def compare_pkm_mlp(n_a=32, n_b=32, n_values=32, d_model=32, n_sub_keys=32, topk
     for norm in query_norms:
         name = "pkm (batch norm)" if norm == "batch" else "pkm (no norm)"
         configs.append((name, pkm_ffn(n_sub_keys, topk=topk, heads=heads, d_key=d_key,
-                                      query_norm=norm, seed=seed), probe.flops_per_token()))
+                                      query_norm=norm, sparse_grad=sparse_updates, seed=seed),
+                        probe.flops_per_token()))
     runs = {}
     for name, ffn, flops in configs:
         model = _facts_lm(task, d_model, ffn, seed)
-        hist = fit(model, (task.inputs, task.targets), steps, Adam(model.parameters(), lr=lr),
+        is_mlp = name == "mlp"
+        opt_cls = SparseAdam if sparse_updates and not is_mlp else Adam
+        hist = fit(model, (task.inputs, task.targets), steps, opt_cls(model.parameters(), lr=lr),
                    batch_size=batch_size, eval_every=max(1, steps // 10),
                    eval_data=(task.inputs, task.targets), progress=progress, seed=seed)
-        is_mlp = name == "mlp"
         usage = None if is_mlp else memory_usage(model, task.inputs)
         runs[name] = FactsRun(name, evaluate(model, task.inputs, task.targets), hist, flops,
-                              model.num_parameters(), usage, {"hidden": hidden} if is_mlp else {})
+                              model.num_parameters(), usage,
+                              {"hidden": hidden} if is_mlp else {"optimizer": opt_cls.__name__})
     return runs
 
 
