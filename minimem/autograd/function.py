@@ -16,6 +16,11 @@ what makes fan-out, diamonds and ``x * x`` come out right:
 
 Broadcasting is undone in exactly one place, :func:`sum_to_shape`, applied by the engine when a
 gradient reaches an input of a different shape.
+
+A backward may return a :class:`~minimem.autograd.sparse.RowSparseGrad` for a table input (a
+memory read, an embedding lookup): a leaf keeps it as its ``.grad`` (sparse + sparse stays
+sparse, anything + dense is dense); for any other tensor the engine makes it dense first, so
+an operation's backward only ever receives arrays.
 """
 from __future__ import annotations
 
