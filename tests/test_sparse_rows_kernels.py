@@ -107,3 +107,12 @@ def test_adam_rows_rejects_bad_arguments():
         sr.adam_rows(p, p.copy(), p.copy(), np.array([0]), np.zeros((1, 3)), 1, 0.1)
     with pytest.raises(ValueError, match="adam_rows: t"):
         sr.adam_rows(p, p.copy(), p.copy(), np.array([0]), np.zeros((1, 2)), 0, 0.1)
+
+
+def test_read_grad_w_is_the_dot_with_each_row_read(rng, path):
+    V, g = rng.standard_normal((7, 5)), rng.standard_normal((3, 5))
+    idx = np.array([[0, 6, 6], [2, 2, 1], [5, 4, 0]])
+    np.testing.assert_allclose(wr.gather_weighted_rows_grad_w(V, idx, g),
+                               np.einsum("mjd,md->mj", V[idx], g), rtol=1e-12)
+    with pytest.raises(ValueError, match=r"gather_weighted_rows_grad_w: g must have shape"):
+        wr.gather_weighted_rows_grad_w(V, idx, g[:2])

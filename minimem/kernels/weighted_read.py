@@ -99,8 +99,9 @@ def _read_scatter_parallel(grad_V, idx, w, g, n_parts):
 
 
 def _check_read_args(fn, V, idx, w, g=None):
+    # w=None: a function without weights (only V, idx and g are checked)
     if getattr(V, "ndim", None) != 2 or getattr(idx, "ndim", None) != 2 or \
-            getattr(w, "shape", None) != idx.shape:
+            (w is not None and getattr(w, "shape", None) != idx.shape):
         raise ValueError(f"{fn}: expected V (N, d), idx (M, J) and w (M, J); got "
                          f"{getattr(V, 'shape', None)}, {getattr(idx, 'shape', None)}, "
                          f"{getattr(w, 'shape', None)}")
@@ -182,9 +183,7 @@ def scatter_weighted_rows(out, idx, w, g):
 
 def gather_weighted_rows_grad_w(V, idx, g):
     """The weights' part of the read's backward: ``grad_w[m, j] = <V[idx[m, j]], g[m]>``."""
-    if getattr(g, "shape", None) != (getattr(idx, "shape", (None,))[0], V.shape[1]):
-        raise ValueError(f"gather_weighted_rows_grad_w: g must have shape "
-                         f"{(idx.shape[0], V.shape[1])}, got {getattr(g, 'shape', None)}")
+    _check_read_args("gather_weighted_rows_grad_w", V, idx, None, g)
     if get_xp(V) is not np:
         return (V[idx] @ g[:, :, None])[:, :, 0]
     grad_w = np.empty(idx.shape, dtype=V.dtype)
