@@ -322,3 +322,12 @@ def test_embedding_sparse_matches_dense_and_trains_with_sparse_adam():
 def test_embedding_sparse_flag_is_checked():
     with pytest.raises(TypeError, match="Embedding: sparse must be True or False"):
         Embedding(4, 2, sparse=None)
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+def test_read_backward_gives_only_the_gradients_asked_for(rng, sparse):
+    V = mm.tensor(rng.standard_normal((8, 3)))                      # a frozen table
+    w = mm.tensor(rng.standard_normal((2, 3)), requires_grad=True)
+    weighted_read(V, SLOTS, w, sparse_grad=sparse).sum().backward()
+    assert V.grad is None
+    np.testing.assert_allclose(w.grad.numpy(), V.numpy()[SLOTS].sum(-1), rtol=1e-12)

@@ -53,12 +53,11 @@ import numpy as np
 from ..autograd import ops
 from ..autograd.function import Function
 from ..autograd.tensor import Tensor
-from ..backend import get_xp
 from ..autograd.sparse import RowSparseGrad
+from ..backend import get_xp
 from ..kernels.product_keys import (flat_scan_topk, gather_weighted_rows,
-                                    gather_weighted_rows_backward,
                                     gather_weighted_rows_grad_w, picked_scores_backward,
-                                    product_topk)
+                                    product_topk, scatter_weighted_rows)
 
 
 # ------------------------------------------------------------------------------------------
@@ -263,8 +262,9 @@ class WeightedRead(Function):
     ``sparse_grad=True``: it is a :class:`~minimem.autograd.sparse.RowSparseGrad` that keeps the
     factors :math:`(i_{mj}, w_{mj}, \bar o_m)` as they are (O(M J + M d) numbers, no work), and
     the optimizer updates only the rows read. Kernels:
-    :func:`minimem.kernels.product_keys.gather_weighted_rows`, ``gather_weighted_rows_backward``
-    and ``gather_weighted_rows_grad_w`` (NumPy twins ``*_reference``; Exercise 30.3).
+    :func:`minimem.kernels.product_keys.gather_weighted_rows`, ``gather_weighted_rows_grad_w``
+    and ``scatter_weighted_rows`` (together ``gather_weighted_rows_backward``; NumPy twins
+    ``*_reference``; Exercise 30.3).
     """
 
     @staticmethod
@@ -276,11 +276,16 @@ class WeightedRead(Function):
     @staticmethod
     def backward(ctx, g):
         V, idx, w = ctx.saved_tensors
-        if not ctx.sparse_grad:
-            grad_V, grad_w = gather_weighted_rows_backward(V, idx, w, g)
-            return grad_V, None, grad_w
-        grad_w = gather_weighted_rows_grad_w(V, idx, g).astype(w.dtype, copy=False)
-        return RowSparseGrad.grouped(idx, w, g, V.shape), None, grad_w
+        need_V, _, need_w = ctx.needs_input_grad   # a frozen table or fixed weights: skip it
+        grad_w = gather_weighted_rows_grad_w(V, idx, g).astype(w.dtype, copy=False) \
+            if need_w else None
+        if not need_V:
+            grad_V = None
+        elif ctx.sparse_grad:
+            grad_V = RowSparseGrad.grouped(idx, w, g, V.shape)
+        else:
+            grad_V = scatter_weighted_rows(get_xp(V).zeros(V.shape, dtype=V.dtype), idx, w, g)
+        return grad_V, None, grad_w
 
 
 def weighted_read(V, idx, w, sparse_grad=False):

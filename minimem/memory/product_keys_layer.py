@@ -13,8 +13,8 @@ from ..autograd.tensor import Tensor
 from ..backend import get_default_dtype, get_rng, get_xp
 from ..nn.layers import MLP, BatchNorm1d, Linear
 from ..nn.module import Module, Parameter
-from .product_keys import (flat_key_topk, memory_read, memory_read_reference, product_key_topk,
-                           product_key_topk_reference)
+from .product_keys import (_check_flag, flat_key_topk, memory_read, memory_read_reference,
+                           product_key_topk, product_key_topk_reference)
 
 _SEARCH = {"fast": (product_key_topk, memory_read),
            "reference": (product_key_topk_reference, memory_read_reference),
@@ -77,9 +77,7 @@ class ProductKeyMemory(Module):
         if impl not in _SEARCH:
             raise ValueError(f"ProductKeyMemory: impl must be one of {list(_SEARCH)}, got "
                              f"{impl!r}")
-        if not isinstance(sparse_grad, bool):
-            raise TypeError(f"ProductKeyMemory: sparse_grad must be True or False, got "
-                            f"{sparse_grad!r}")
+        _check_flag("ProductKeyMemory", "sparse_grad", sparse_grad)
         _check_sparse_impl(sparse_grad, impl)
         rng, dt = get_rng(seed), dtype or get_default_dtype()
         self.d_in, self.d_out, self.n_sub_keys = d_in, d_out, n_sub_keys
