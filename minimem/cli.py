@@ -1,7 +1,8 @@
 """The ``minimem`` command: tour, gradcheck, bench, exercises, grade.
 
-Each subcommand is a thin shell over a module: ``minimem.tour``, ``minimem.autograd.registry``,
-``minimem.bench``, ``minimem.grading``.
+Each subcommand is a thin shell over a module: ``minimem.tour``, ``minimem.bench``,
+``minimem.grading``; ``gradcheck`` fills the engine's registry from every chapter
+(``minimem.chapters.load_cases``) and prints the table (this module is its one front door).
 """
 from __future__ import annotations
 
@@ -10,14 +11,63 @@ import json
 import sys
 
 
-def _cmd_gradcheck(args) -> int:
-    from .autograd.registry import format_table, run_all
+def gradcheck_rows(chapter=None, device="cpu", seed=0):
+    """Gradient-check every registered case (of one chapter's key, or all): one dict per case."""
+    from .autograd.registry import cases, run_case
+    from .chapters import load_cases
 
-    rows = run_all(chapter=args.chapter, device=args.device)
-    print(format_table(rows))
+    load_cases()
+    selected = cases(chapter)
+    if not selected:
+        raise ValueError(f"gradcheck: no case registered for chapter {chapter!r}")
+    rows = []
+    for case in selected:
+        row = run_case(case, seed, device)
+        row["worst_input"] = next((r.index for r in row["report"].inputs if not r.passed), None)
+        rows.append(row)
+    return rows
+
+
+def format_gradcheck_table(rows) -> str:
+    """The rows as a text table, a pass count last."""
+    head = (f"{'op':28s} {'chapter':10s} {'shapes':26s} {'mode':5s} {'max rel err':>11s} "
+            f"{'max abs err':>11s}  result")
+    lines = [head, "-" * len(head)]
+    for r in rows:
+        lines.append(
+            f"{r['op']:28s} {r['chapter']:10s} {r['shapes'][:26]:26s} {r['mode']:5s} "
+            f"{r['max_rel_error']:11.2e} {r['max_abs_error']:11.2e}  "
+            f"{'pass' if r['passed'] else 'FAIL'}")
+    lines.append(f"{sum(r['passed'] for r in rows)}/{len(rows)} passed")
+    return "\n".join(lines)
+
+
+def gradcheck_markdown(rows) -> str:
+    """The rows as a Markdown table with a pass count."""
+    lines = ["| op | chapter | input shapes | mode | max rel err | max abs err | time (s) | result |",
+             "|---|---|---|---|---:|---:|---:|---|"]
+    for r in rows:
+        lines.append(
+            f"| {r['op']} | {r['chapter']} | {r['shapes']} | {r['mode']} | "
+            f"{r['max_rel_error']:.2e} | {r['max_abs_error']:.2e} | {r['seconds']:.3f} | "
+            f"{'pass' if r['passed'] else '**FAIL**'} |")
+    lines += ["", f"{sum(bool(r['passed']) for r in rows)}/{len(rows)} cases pass (float64, "
+              "central differences, pass when |analytical - numerical| <= atol + rtol "
+              "|numerical|)."]
+    return "\n".join(lines)
+
+
+def _cmd_gradcheck(args) -> int:
+    rows = gradcheck_rows(chapter=args.chapter, device=args.device)
+    print(format_gradcheck_table(rows))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump([{k: v for k, v in r.items() if k != "report"} for r in rows], f, indent=1)
+            json.dump([{k: (bool(v) if k == "passed" else v) for k, v in r.items()
+                        if k != "report"} for r in rows], f, indent=1, default=float)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write("# Gradient checks of every registered op\n\n" + gradcheck_markdown(rows)
+                    + "\n")
     for r in rows:
         if not r["passed"]:
             print(f"\n{r['op']}:\n{r['report']}")
@@ -58,8 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.set_defaults(func=_cmd_tour)
 
     g = sub.add_parser("gradcheck", help="gradient-check every registered op and mechanism")
-    g.add_argument("--chapter", default=None, help="only this chapter's cases")
+    g.add_argument("--chapter", default=None,
+                   help="only this chapter's cases (its key: engine, nn, hopfield, delta, ...)")
     g.add_argument("--json", default=None, help="also write the table as JSON")
+    g.add_argument("--markdown", default=None, help="also write the table as Markdown")
     g.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                    help="run the checks on this device (cuda needs CuPy and a GPU)")
     g.set_defaults(func=_cmd_gradcheck)

@@ -10,6 +10,9 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 import minimem as mm
+from minimem.chapters import load_cases
+
+load_cases()  # every chapter's gradcheck cases, for the tests that run them
 
 settings.register_profile(
     "ci", deadline=None, derandomize=True, max_examples=25,

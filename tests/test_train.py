@@ -180,9 +180,9 @@ def test_tour_step_writes_the_training_curve(tmp_path):
     import matplotlib
 
     matplotlib.use("Agg")
-    from minimem.tour import s01_mqar
+    from minimem.tour import nn as tour_step
 
-    line = s01_mqar.run(tmp_path)
+    line = tour_step.run(tmp_path)
     assert (tmp_path / "01_mqar_training.png").stat().st_size > 10_000
     acc = float(line.split("held-out accuracy ")[1].split()[0])
     assert acc >= 0.99, line

@@ -1,4 +1,4 @@
-r"""Gradient-check experiments: the error-vs-step V curve, the all-op table, planted bugs.
+r"""Gradient-check experiments: the error-vs-step V curve and planted bugs.
 
 **The V curve.** The central difference of a smooth :math:`f` along a unit direction :math:`u`,
 
@@ -21,9 +21,6 @@ relative to the gradient's size: :math:`|v^\top D_h - (v^\top J) u| \,/\, \|v^\t
 reference :math:`v^\top J` from one float64 backward (dividing by :math:`\|v^\top J\|` rather
 than by :math:`|(v^\top J) u|` keeps a direction with a near-zero derivative from blowing up).
 
-**The op table.** :func:`op_table` runs every case of the gradcheck registry and returns one
-row per op (errors, pass/fail, time); :func:`op_table_markdown` formats it.
-
 **Planted bugs.** :data:`PLANTED_BUGS` holds deliberately wrong backwards (the softmax backward
 without the :math:`\langle \bar{y}, y\rangle` term, a product whose second gradient uses the
 wrong factor); :func:`planted_bug` shows how ``gradcheck`` reports them: which input, which
@@ -37,7 +34,7 @@ import numpy as np
 
 from ..backend import get_xp, to_numpy
 from .function import Function, enable_grad
-from .gradcheck import GradcheckReport, gradcheck
+from .gradcheck import GradcheckReport, gradcheck, leaf
 from .sparse import dense_grad
 from .tensor import Tensor
 
@@ -181,44 +178,6 @@ def _shifted(fn, inputs, u, v, h, dtype) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# The all-op table
-# ---------------------------------------------------------------------------------------------
-def op_table(chapter=None, seed=0, load_chapters=True):
-    """Run every registered gradcheck case (of ``chapter``, or all); one dict per case."""
-    from . import registry
-
-    if load_chapters:
-        registry.load_all()
-    cases = registry.cases(chapter)
-    if not cases:
-        raise ValueError(f"op_table: no gradcheck case registered for chapter {chapter!r}")
-    rows = []
-    for case in cases:
-        row = registry.run_case(case, seed)
-        report = row.pop("report")
-        row["worst_input"] = next((r.index for r in report.inputs if not r.passed), None)
-        rows.append(row)
-    return rows
-
-
-def op_table_markdown(rows) -> str:
-    """The rows of :func:`op_table` as a Markdown table with a pass count."""
-    lines = ["| op | chapter | input shapes | mode | max rel err | max abs err | time (s) | result |",
-             "|---|---|---|---|---:|---:|---:|---|"]
-    for r in rows:
-        lines.append(
-            f"| {r['op']} | {r['chapter']} | {r['shapes']} | {r['mode']} | "
-            f"{r['max_rel_error']:.2e} | {r['max_abs_error']:.2e} | {r['seconds']:.3f} | "
-            f"{'pass' if r['passed'] else '**FAIL**'} |"
-        )
-    n_pass = sum(bool(r["passed"]) for r in rows)
-    lines.append("")
-    lines.append(f"{n_pass}/{len(rows)} cases pass (float64, central differences, "
-                 "pass when |analytical - numerical| <= atol + rtol |numerical|).")
-    return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------------------------
 # Planted bugs: wrong backwards that gradcheck must catch
 # ---------------------------------------------------------------------------------------------
 class SoftmaxMissingInnerProduct(Function):
@@ -254,15 +213,11 @@ class MulWrongSecondGradient(Function):
         return g * b, g * b  # the bug: the second should be g * a
 
 
-def _leaf(rng, *shape):
-    return Tensor(rng.standard_normal(shape), requires_grad=True)
-
-
 PLANTED_BUGS = {
     "softmax without <g,y>": (lambda x: SoftmaxMissingInnerProduct.apply(x, -1),
-                              lambda rng: (_leaf(rng, 2, 4),)),
+                              lambda rng: (leaf(rng, 2, 4),)),
     "mul with grad_b = g*b": (lambda a, b: MulWrongSecondGradient.apply(a, b),
-                              lambda rng: (_leaf(rng, 3), _leaf(rng, 3))),
+                              lambda rng: (leaf(rng, 3), leaf(rng, 3))),
 }
 
 

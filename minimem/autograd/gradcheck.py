@@ -218,3 +218,21 @@ def gradcheck(fn, inputs, eps=1e-6, atol=1e-5, rtol=1e-3, fast=False, raise_exce
     if raise_exception and not report.passed:
         raise GradcheckError(str(report))
     return report
+
+
+def leaf(rng, *shape, scale=1.0, low=None, margin=None, between=None):
+    """A float64 leaf requiring grad: the inputs of gradient-check cases.
+
+    Standard normal times ``scale``; ``low`` makes the values positive (``|x| + low``, for log,
+    sqrt, a divisor); ``margin`` keeps them at least that far from 0 (for kinks such as relu's
+    or abs's); ``between=(lo, hi)`` draws them uniformly in ``[lo, hi)`` instead (gates, decays).
+    """
+    if between is not None:
+        x = rng.uniform(*between, size=shape)
+    else:
+        x = scale * rng.standard_normal(shape)
+    if low is not None:
+        x = np.abs(x) + low
+    if margin is not None:
+        x = np.sign(x) * (np.abs(x) + margin)
+    return Tensor(x, requires_grad=True)

@@ -1,7 +1,8 @@
-"""The gradcheck registry: every differentiable op and mechanism with a sample-input generator.
+"""The gradcheck registry: differentiable ops and mechanisms, each with a sample-input generator.
 
-``minimem gradcheck`` runs every registered case in float64 and prints a table. Chapters add
-their mechanisms with :func:`register` next to the code, so nothing is forgotten.
+The engine only keeps the cases and runs one (:func:`run_case`); it imports no chapter. Each
+chapter registers its cases in its ``cases.py`` with :func:`register`; the apps fill the
+registry through :func:`minimem.chapters.load_cases` (``minimem gradcheck`` prints the table).
 """
 from __future__ import annotations
 
@@ -48,15 +49,6 @@ def cases(chapter=None):
     return [c for c in _REGISTRY.values() if chapter is None or c.chapter == chapter]
 
 
-def chapters():
-    return list(dict.fromkeys(c.chapter for c in _REGISTRY.values()))
-
-
-def load_all() -> None:
-    """Import every chapter so its cases are registered."""
-    from .. import memory, nn  # noqa: F401
-
-
 def _to_device(x, device):
     if device == "cpu" or not hasattr(x, "to"):
         return x
@@ -80,22 +72,3 @@ def run_case(case: GradcheckCase, seed=0, device="cpu"):
             "mode": "fast" if case.fast else "full",
             "max_rel_error": report.max_rel_error, "max_abs_error": report.max_abs_error,
             "passed": report.passed, "seconds": time.perf_counter() - t0, "report": report}
-
-
-def run_all(chapter=None, seed=0, device="cpu"):
-    load_all()
-    return [run_case(c, seed, device) for c in cases(chapter)]
-
-
-def format_table(rows) -> str:
-    head = f"{'op':28s} {'chapter':10s} {'shapes':26s} {'mode':5s} {'max rel err':>11s} {'max abs err':>11s}  result"
-    lines = [head, "-" * len(head)]
-    for r in rows:
-        lines.append(
-            f"{r['op']:28s} {r['chapter']:10s} {r['shapes'][:26]:26s} {r['mode']:5s} "
-            f"{r['max_rel_error']:11.2e} {r['max_abs_error']:11.2e}  "
-            f"{'pass' if r['passed'] else 'FAIL'}"
-        )
-    n_pass = sum(r["passed"] for r in rows)
-    lines.append(f"{n_pass}/{len(rows)} passed")
-    return "\n".join(lines)

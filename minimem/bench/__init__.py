@@ -1,28 +1,22 @@
 """``minimem bench``: each benchmark times our implementation and its baselines in one run.
 
-A benchmark is a module of this package with ``NAME``, ``ORDER`` (its place in the list),
-``DESCRIPTION`` and ``run(quick: bool) -> list[Row]``. Ratios are always between timings
+A chapter's benchmark is the module of this package named by its key (``minimem.chapters``):
+``delta.py`` for chapter 20, with ``DESCRIPTION`` and ``run(quick: bool) -> list[Row]``. Ratios are always between timings
 taken in the same process, so they mean something on any machine.
 """
 from __future__ import annotations
 
-import importlib
 import json
-import pkgutil
 
-from ._util import Row, format_rows  # noqa: F401
+from ..chapters import CHAPTERS, app_module
+from ._util import Row, format_rows
+
+__all__ = ["Row", "benchmarks", "format_rows", "run_benchmarks"]
 
 
 def benchmarks():
-    """{name: module} for every benchmark, in their ORDER."""
-    mods = []
-    for m in pkgutil.iter_modules(__path__):
-        if not m.name.startswith("_"):
-            mod = importlib.import_module(f"{__name__}.{m.name}")
-            if hasattr(mod, "run") and hasattr(mod, "NAME"):
-                mods.append(mod)
-    mods.sort(key=lambda m: getattr(m, "ORDER", 100))
-    return {m.NAME: m for m in mods}
+    """{key: module} for every chapter that has a benchmark, in the table's order."""
+    return {ch.key: mod for ch in CHAPTERS if (mod := app_module("bench", ch)) is not None}
 
 
 def run_benchmarks(names=None, quick=False, json_path=None) -> int:

@@ -3,7 +3,7 @@
 Workloads: B=1, H=4, D=64, float32, T in (1024, 4096), forward and forward+backward.
 Implementations timed in the same run:
 
-* ``numba recurrent``: :func:`minimem.memory.delta_rule` ``mode="recurrent"`` (kernel + its
+* ``numba recurrent``: :func:`minimem.memory.delta.delta_rule` ``mode="recurrent"`` (kernel + its
   hand-derived backward);
 * ``chunk C=64``: ``mode="chunk"`` (engine matmuls, autograd backward);
 * ``numpy recurrent``: the kernels' NumPy twin (vectorized over heads, loop over time);
@@ -22,8 +22,6 @@ import numpy as np
 
 from ._util import Row, timeit, torch_or_none
 
-NAME = "delta"
-ORDER = 20
 DESCRIPTION = "delta rule: Numba recurrent / chunk vs NumPy and PyTorch (B=1, H=4, D=64)"
 
 TARGETS = {("fwd", "numba recurrent"): ("torch recurrent", 5.0),
@@ -97,7 +95,7 @@ def _ours(arrays, mode, backward):
 
 
 def _numpy_twin(arrays, backward):
-    from minimem.kernels.delta_rule import (recurrent_backward_reference,
+    from minimem.kernels.delta_recurrent import (recurrent_backward_reference,
                                             recurrent_forward_reference)
     q, k, v, beta = (a.reshape(4, a.shape[2], -1) if a.ndim == 4 else a.reshape(4, -1)
                      for a in arrays)

@@ -12,8 +12,6 @@ import numpy as np
 
 from ._util import Row, timeit, torch_or_none, with_ratios
 
-NAME = "engine"
-ORDER = 0
 DESCRIPTION = "autograd overhead: op chain, small graph, 2-layer MLP step (vs PyTorch eager)"
 
 

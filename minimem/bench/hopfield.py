@@ -15,14 +15,13 @@ import numpy as np
 
 from ._util import Row, timeit, torch_or_none, with_ratios
 
-NAME = "hopfield"
-ORDER = 10
 DESCRIPTION = "async recall sweeps/s (Numba vs NumPy loop), continuous retrieval throughput"
 
 
 def _async_workloads(n_sweeps):
-    from ..kernels.hopfield import async_sweeps, async_sweeps_reference
-    from ..memory.hopfield import flip_bits, hebbian_weights, random_patterns, sweep_orders
+    from ..kernels.async_sweeps import async_sweeps, async_sweeps_reference
+    from ..memory.hopfield import hebbian_weights, sweep_orders
+    from ..memory.hopfield.lab import flip_bits, random_patterns
 
     N, P = 1000, 100
     X = random_patterns(P, N, seed=0)

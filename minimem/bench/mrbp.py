@@ -12,13 +12,11 @@ import numpy as np
 
 from ._util import Row, timeit, with_ratios
 
-NAME = "mrbp"
-ORDER = 50
 DESCRIPTION = "memory replay back-propagation vs BPTT: peak tape bytes and time per step"
 
 
 def _setup(d_model, n_slots, seg_len, n_layers, n_heads, vocab=64, seed=0, **_):
-    from ..memory.memformer import Memformer
+    from ..memory.segment.memformer import Memformer
 
     return Memformer(vocab, d_model, n_layers, n_heads, n_slots, seg_len, seed=seed)
 
@@ -31,7 +29,7 @@ def _segments(T, seg_len, batch, vocab=64, seed=0):
 
 def _measure(method, model, segments, batch, repeat):
     from ..autograd.function import track_memory
-    from ..memory.mrbp_experiments import segment_cell, segment_loss
+    from ..memory.segment.lab import segment_cell, segment_loss
 
     cell = segment_cell(model)
 
@@ -46,7 +44,7 @@ def _measure(method, model, segments, batch, repeat):
 
 
 def run(quick=False):
-    from ..memory.mrbp import bptt, mrbp
+    from ..memory.segment.mrbp import bptt, mrbp
 
     if quick:
         cfg = {"d_model": 32, "n_slots": 8, "seg_len": 16, "batch": 2, "n_layers": 1, "n_heads": 2}

@@ -32,14 +32,12 @@ from __future__ import annotations
 
 from ._util import Row, timeit, with_ratios
 
-NAME = "pkm"
-ORDER = 30
 DESCRIPTION = "product-key memory: layer forward/backward vs a flat exact key scan"
 TOKENS = 1024
 
 
 def _layer(n, d_model, impl="fast", seed=0):
-    from ..memory.product_keys_layer import ProductKeyMemory
+    from ..memory.product_keys.layers import ProductKeyMemory
 
     return ProductKeyMemory(d_model, d_model, n, topk=32, heads=4, d_key=128, impl=impl,
                             seed=seed)
@@ -48,7 +46,7 @@ def _layer(n, d_model, impl="fast", seed=0):
 def _workloads(layer, x, G):
     import minimem as mm
 
-    from ..memory.product_keys_layer import _SEARCH
+    from ..memory.product_keys.layers import _SEARCH
 
     def forward():
         with mm.no_grad():

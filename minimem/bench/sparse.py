@@ -8,17 +8,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..kernels.sparse_attention import (
+from ..kernels.block_sparse_attention import (
     block_sparse_attention_backward,
     block_sparse_attention_backward_reference,
     block_sparse_attention_forward,
     block_sparse_attention_forward_reference,
 )
-from ..memory.sparse_patterns import block_layout, density, expand_layout
+from ..memory.sparse.patterns import block_layout, density, expand_layout
 from ._util import Row, timeit, torch_or_none, with_ratios
 
-NAME = "sparse"
-ORDER = 40
 DESCRIPTION = "block-sparse attention (fixed pattern) vs dense masked NumPy and PyTorch"
 
 BLOCK, D = 64, 64

@@ -1,12 +1,13 @@
 """Numba CPU kernels: pure array functions (arrays in, arrays out), no autograd inside.
 
-Conventions (see DESIGN.md): every kernel is compiled with ``cache=True``; each has a plain
-NumPy twin (``*_reference``) that the tests compare it with and that runs on CuPy arrays; with
-``NUMBA_DISABLE_JIT=1`` the kernels run as ordinary Python and stay correct (slowly).
+Each file is named by the formulation it computes (``delta_recurrent``, ``unit_lower_inverse``,
+``topk``, ``product_topk``, ``block_sparse_attention``, ``weighted_read``, ...), and callers
+import from that file: ``from minimem.kernels.unit_lower_inverse import unit_lower_inverse``
+(this package re-exports nothing, so a module and a function never share a name here).
+
+Conventions (see DESIGN.md beside the repository): every kernel is compiled by
+:func:`minimem.kernels._jit.jit` (``cache=True``); each public kernel has a plain NumPy twin
+(``*_reference``) that the tests compare it with and that runs on CuPy arrays; with
+``NUMBA_DISABLE_JIT=1`` the kernels run as ordinary Python and stay correct (slowly). Kernels
+with a ``prange`` twin follow the one policy of :mod:`minimem.kernels._jit`.
 """
-from ._jit import jit  # noqa: F401
-from .scatter import scatter_add_rows, scatter_add_rows_reference  # noqa: F401
-from .softmax_xent import softmax_cross_entropy, softmax_cross_entropy_reference  # noqa: F401
-from .hopfield import (async_sweeps, async_sweeps_reference, dense_async_sweeps,  # noqa: F401
-                       dense_async_sweeps_reference)
-from .triangular import unit_lower_inverse, unit_lower_inverse_reference  # noqa: F401

@@ -4,4 +4,3 @@ from .attention import (MultiHeadAttention, TransformerBlock, TransformerLM,  # 
 from .layers import (MLP, BatchNorm1d, Dropout, Embedding, LayerNorm, Linear,  # noqa: F401
                      LayerNormFunction, RMSNorm, gelu)
 from .module import Module, ModuleList, Parameter, functional_call  # noqa: F401
-from . import cases  # noqa: F401,E402  (registers the layers' gradcheck cases)

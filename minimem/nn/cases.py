@@ -3,15 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..autograd.gradcheck import leaf
 from ..autograd.registry import register
-from ..autograd.tensor import Tensor
 from .attention import MultiHeadAttention, TransformerBlock, scaled_dot_product_attention
 from .layers import MLP, BatchNorm1d, Embedding, LayerNorm, Linear, RMSNorm
 from .module import functional_call
-
-
-def _leaf(rng, *shape):
-    return Tensor(rng.standard_normal(shape), requires_grad=True)
 
 
 def layer_case(name, make_layer, x_shape, chapter="nn"):
@@ -23,7 +19,7 @@ def layer_case(name, make_layer, x_shape, chapter="nn"):
         for p in layer.parameters():  # break symmetric inits (LayerNorm's ones and zeros)
             p.data = p.data + 0.1 * rng.standard_normal(p.shape)
         layer_of["layer"] = layer
-        return (_leaf(rng, *x_shape), *layer.parameters())
+        return (leaf(rng, *x_shape), *layer.parameters())
 
     def fn(x, *params):
         return functional_call(layer_of["layer"], params, x)
@@ -41,7 +37,7 @@ layer_case("TransformerBlock", lambda r: TransformerBlock(4, 2, d_ff=6, seed=r),
 
 
 register("scaled_dot_product_attention (mask)",
-         lambda r: (_leaf(r, 2, 3, 4), _leaf(r, 2, 5, 4), _leaf(r, 2, 5, 3)), chapter="nn")(
+         lambda r: (leaf(r, 2, 3, 4), leaf(r, 2, 5, 4), leaf(r, 2, 5, 3)), chapter="nn")(
     lambda q, k, v: scaled_dot_product_attention(
         q, k, v, mask=np.array([[1, 1, 0, 1, 0], [0, 1, 1, 1, 1], [1, 0, 0, 0, 0]], bool)))
 

@@ -1,23 +1,20 @@
 """``minimem tour``: one short step per chapter, each printing a line and writing plots.
 
-Steps are the modules of this package named ``sNN_<key>.py``; each defines ``TITLE`` and
-``run(out_dir) -> str`` (a one-line result). They run in the order of ``NN``.
+A chapter's step is the module of this package named by its key (``minimem.chapters``):
+``delta.py`` for chapter 20. Each defines ``TITLE`` and ``run(out_dir) -> str`` (a one-line
+result). They run in the order of the chapter table.
 """
 from __future__ import annotations
 
-import importlib
 import pathlib
-import pkgutil
 import time
+
+from ..chapters import CHAPTERS, app_module
 
 
 def steps():
-    """(key, module) for every tour step, in order."""
-    found = []
-    for m in pkgutil.iter_modules(__path__):
-        if m.name.startswith("s") and m.name[1:3].isdigit():
-            found.append((m.name, m.name.split("_", 1)[1]))
-    return [(key, importlib.import_module(f"{__name__}.{name}")) for name, key in sorted(found)]
+    """(key, module) for every chapter that has a tour step, in the table's order."""
+    return [(ch.key, mod) for ch in CHAPTERS if (mod := app_module("tour", ch)) is not None]
 
 
 def run_tour(out="tour_out", only=None) -> int:
@@ -26,6 +23,11 @@ def run_tour(out="tour_out", only=None) -> int:
     matplotlib.use("Agg")
     out_dir = pathlib.Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
+    known = [key for key, _ in steps()]
+    unknown = [key for key in only or () if key not in known]
+    if unknown:
+        print(f"tour: unknown step(s) {unknown}; available: {known}")
+        return 2
     rows, status = [], 0
     print(f"minimem tour: plots go to {out_dir.resolve()}\n")
     for key, mod in steps():

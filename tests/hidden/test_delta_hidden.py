@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import minimem as mm
-from minimem.kernels.delta_rule import step_backward_reference
+from minimem.kernels.delta_recurrent import step_backward_reference
 from minimem.memory import delta_rule_reference, linear_attention_reference, ut_transform
 
 

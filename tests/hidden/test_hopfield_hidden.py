@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import minimem as mm
-from minimem.kernels.hopfield import async_sweeps_reference
+from minimem.kernels.async_sweeps import async_sweeps_reference
 from minimem.memory import classical_energy, hebbian_weights, hopfield_retrieve, softmax1
 
 

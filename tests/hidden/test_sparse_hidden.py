@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import minimem as mm
-from minimem.kernels.sparse_attention import block_sparse_attention_forward
+from minimem.kernels.block_sparse_attention import block_sparse_attention_forward
 from minimem.memory import Partial, fixed_mask, merge_partials, strided_mask
 
 

@@ -1,0 +1,253 @@
+r"""The chapter's experiments: data generated in code, capacity, spurious states, regimes.
+
+* ``make_image_patterns``: small images of shapes (disks, squares, crosses, rings) drawn at
+  random positions and sizes, as +-1 pixels (``binary=True``) or soft edges in [-1, 1];
+  no downloads.
+* Classical capacity: the final overlap :math:`m = x^\mu \cdot s / N` after recall from a stored
+  pattern, against the load :math:`\alpha = P/N` (``capacity_curve``), and the one-step bit
+  error against :math:`\tfrac12(1 - \operatorname{erf}\sqrt{N/2P})` (``one_step_error``).
+* Dense memory: how many stored patterns are recalled exactly, against P and n.
+* Modern network: the effective number of patterns a fixed point averages,
+  :math:`n_{eff} = 1 / \sum_i p_i^2` with :math:`p = \operatorname{softmax}(\beta X^\top \xi^*)`:
+  about N for small :math:`\beta` (the global average), the size of a cluster of similar
+  patterns for intermediate :math:`\beta` (metastable states), 1 for large :math:`\beta`.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from ... import autograd as ag
+from ...backend import get_rng
+from .classical import TIE_TOL, ClassicalHopfield, hebbian_weights
+from .dense import DenseAssociativeMemory
+from .modern import hopfield_energy, hopfield_retrieve_reference, retrieval_error_bound
+
+SHAPES = ("disk", "square", "cross", "ring")
+
+
+def random_patterns(P, N, seed=None):
+    """P random patterns of N units, each +-1 with probability 1/2 (float64)."""
+    return get_rng(seed).choice(np.array([-1.0, 1.0]), size=(P, N))
+
+
+def flip_bits(x, fraction, seed=None):
+    """A copy of +-1 patterns (N,) or (B, N) with round(fraction * N) random bits flipped per row."""
+    if not 0 <= fraction <= 1:
+        raise ValueError(f"flip_bits: fraction must lie in [0, 1], got {fraction!r}")
+    rng = get_rng(seed)
+    out = np.array(x, dtype=np.float64, ndmin=2)
+    k = int(round(fraction * out.shape[1]))
+    for row in out:
+        row[rng.choice(out.shape[1], size=k, replace=False)] *= -1
+    return out.reshape(np.shape(x))
+
+
+def overlap(s, x):
+    """m = s . x / N along the last axis."""
+    s, x = np.asarray(s, np.float64), np.asarray(x, np.float64)
+    return (s * x).sum(axis=-1) / s.shape[-1]
+
+
+def _shape_distance(kind, yy, xx, cy, cx, r):
+    """A signed distance (negative inside) of one shape on the pixel grid."""
+    if kind == "disk":
+        return np.hypot(yy - cy, xx - cx) - r
+    if kind == "square":
+        return np.maximum(abs(yy - cy), abs(xx - cx)) - r
+    if kind == "cross":
+        w = max(1.0, r / 3)
+        arm = lambda a, b: np.maximum(abs(a) - w, abs(b) - r)
+        return np.minimum(arm(yy - cy, xx - cx), arm(xx - cx, yy - cy))
+    if kind == "ring":
+        return abs(np.hypot(yy - cy, xx - cx) - r) - max(1.0, r / 4)
+    raise ValueError(f"make_image_patterns: unknown shape {kind!r}; choose from {SHAPES}")
+
+
+def make_image_patterns(n_per_class=8, size=16, shapes=SHAPES, binary=True, jitter=0.25,
+                        noise=0.0, seed=0):
+    """Images of shapes at random positions and sizes: ``(patterns (n, size*size), labels)``.
+
+    The centre moves by up to ``jitter * size`` from the middle and the radius varies by up to
+    ``jitter * size / 4``: a small jitter makes each shape a tight cluster of similar patterns.
+    ``binary=True``: pixels +-1 (inside the shape +1); else soft edges tanh(-distance) in [-1, 1].
+    ``noise``: the fraction of pixels flipped (binary) or the std of added Gaussian noise.
+    """
+    if not isinstance(size, numbers.Integral) or size < 6:
+        raise ValueError(f"make_image_patterns: size must be an int >= 6, got {size!r}")
+    rng = get_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
+    images, labels = [], []
+    for label, kind in enumerate(shapes):
+        for _ in range(n_per_class):
+            r = (0.26 + rng.uniform(-jitter, jitter) / 4) * size
+            cy, cx = (size - 1) / 2 + rng.uniform(-jitter, jitter, size=2) * size
+            dist = _shape_distance(kind, yy, xx, cy, cx, r)
+            if binary:
+                img = np.where(dist <= 0, 1.0, -1.0)
+                img[rng.random(img.shape) < noise] *= -1
+            else:
+                img = np.tanh(-dist) + noise * rng.standard_normal(dist.shape)
+            images.append(img)
+            labels.append(label)
+    return np.stack(images).reshape(len(images), -1), np.asarray(labels)
+
+
+def center_normalize(X):
+    """Patterns minus their mean pattern, each scaled to unit norm (so beta has one scale)."""
+    Xc = np.asarray(X, np.float64) - np.mean(X, axis=0)
+    return Xc / np.maximum(np.linalg.norm(Xc, axis=1, keepdims=True), 1e-12)
+
+
+def mask_half(x, size, fill=0.0):
+    """Images (..., size*size) with their bottom half set to ``fill``."""
+    out = np.array(x, dtype=np.float64)
+    img = out.reshape(out.shape[:-1] + (size, size))
+    img[..., size // 2:, :] = fill
+    return out
+
+
+# -- classical network --------------------------------------------------------------------------
+def capacity_curve(N, alphas, n_probes=20, max_sweeps=50, seed=0):
+    """Mean final overlap after async recall started at stored patterns, for each load alpha."""
+    rng = get_rng(seed)
+    m = []
+    for alpha in alphas:
+        P = max(1, int(round(alpha * N)))
+        X = random_patterns(P, N, rng)
+        net = ClassicalHopfield(N).store(X)
+        k = min(P, n_probes)
+        final = net.recall_many(X[:k], max_sweeps=max_sweeps, seed=rng)
+        m.append(overlap(final, X[:k]).mean())
+    return np.asarray(m)
+
+
+def one_step_error_theory(alpha):
+    """P_err = 1/2 (1 - erf(sqrt(1 / (2 alpha)))), alpha = P / N (elementwise)."""
+    a = np.asarray(alpha, np.float64)
+    return 0.5 * (1 - np.vectorize(math.erf)(np.sqrt(1 / (2 * a))))
+
+
+def one_step_error(N, P, trials=1, seed=0):
+    """Fraction of bits a single update flips when started at a stored pattern (all P, N units).
+
+    A bit is an error when its field points the other way, x_i h_i < 0 (ties keep the bit).
+    """
+    rng = get_rng(seed)
+    errors = 0
+    for _ in range(trials):
+        X = random_patterns(P, N, rng)
+        H = X @ hebbian_weights(X)  # row mu: the fields at pattern mu (W symmetric)
+        errors += int((X * H < -TIE_TOL).sum())
+    return errors / (trials * P * N)
+
+
+def mixture_state(patterns):
+    """The symmetric mixture sgn(x^1 + x^2 + x^3) of three (an odd number of) patterns."""
+    X = np.asarray(patterns, np.float64)
+    if X.ndim != 2 or X.shape[0] % 2 == 0:
+        raise ValueError(f"mixture_state: expected an odd number of patterns (k, N), got {X.shape}")
+    return np.sign(X.sum(axis=0))
+
+
+def find_sync_two_cycle(net, n_tries=200, max_sweeps=50, seed=0):
+    """A synchronous recall (``RecallResult`` with ``cycle == 2``) from a random probe, or None."""
+    rng = get_rng(seed)
+    for _ in range(n_tries):
+        probe = rng.choice(np.array([-1.0, 1.0]), size=net.n_units)
+        res = net.recall(probe, max_sweeps=max_sweeps, mode="sync")
+        if res.cycle == 2:
+            return res
+    return None
+
+
+# -- dense associative memory -----------------------------------------------------------------
+def dense_recall_count(N, n, P, F="poly", noise=0.1, seed=0, max_sweeps=20, n_probes=None):
+    """How many of P random stored patterns a dense memory recalls exactly from noisy probes.
+
+    With ``n_probes`` only that many patterns are probed and the count is estimated as
+    P times the fraction recalled (the cost then no longer grows with P squared).
+    """
+    rng = get_rng(seed)
+    X = random_patterns(P, N, rng)
+    mem = DenseAssociativeMemory(X, F=F, n=n)
+    k = P if n_probes is None else min(P, n_probes)
+    final = mem.recall_many(flip_bits(X[:k], noise, rng), max_sweeps=max_sweeps, seed=rng)
+    recalled = int(np.all(final == X[:k], axis=1).sum())
+    return recalled if k == P else int(round(P * recalled / k))
+
+
+def dense_capacity_theory(N, n):
+    """Krotov & Hopfield's error-free capacity N^(n-1) / (2 (2n-3)!! ln N) for F(z) = z^n."""
+    double_factorial = math.prod(range(2 * n - 3, 0, -2))
+    return float(N) ** (n - 1) / (2 * double_factorial * math.log(N))
+
+
+def dense_capacity(N, n, F="poly", noise=0.1, P_grid=None, seed=0, n_probes=None):
+    """The largest exact-recall count over P in ``P_grid`` (default: 2, 3, 4, 6, 8, ... 2048)."""
+    if P_grid is None:
+        P_grid = sorted({int(round(2 ** (k / 2))) for k in range(2, 23)})
+    best = 0
+    for P in P_grid:
+        count = dense_recall_count(N, n, P, F, noise, seed, n_probes=n_probes)
+        best = max(best, count)
+        if count < best / 2:  # well past the peak: larger P only recalls fewer
+            break
+    return best
+
+
+# -- modern continuous network ------------------------------------------------------------------
+def softmax_weights(query, stored, beta):
+    """p = softmax(beta X^T xi) for one query (d,) and stored patterns (N, d)."""
+    z = beta * np.asarray(stored, np.float64) @ np.asarray(query, np.float64)
+    e = np.exp(z - z.max())
+    return e / e.sum()
+
+
+def effective_patterns(p):
+    """n_eff = 1 / sum_i p_i^2: 1 for a single pattern, N for the uniform average."""
+    p = np.asarray(p, np.float64)
+    return 1.0 / (p * p).sum(axis=-1)
+
+
+def beta_regimes(stored, betas, queries=None, steps=30):
+    """Mean n_eff at the state reached after ``steps`` updates from each query, per beta."""
+    Y = np.asarray(stored, np.float64)
+    Q = Y if queries is None else np.asarray(queries, np.float64)
+    out = []
+    for beta in betas:
+        fixed = hopfield_retrieve_reference(Q, Y, beta, steps)
+        out.append(np.mean([effective_patterns(softmax_weights(f, Y, beta)) for f in fixed]))
+    return np.asarray(out)
+
+
+def retrieval_trajectory(query, stored, beta, steps=5):
+    """The states xi^(0), ..., xi^(steps) of repeated updates, shape (steps + 1, d)."""
+    xs = [np.asarray(query, np.float64)]
+    for _ in range(steps):
+        xs.append(hopfield_retrieve_reference(xs[-1], stored, beta, 1))
+    return np.stack(xs)
+
+
+def energy_grid(stored, beta, lim=1.5, n=61):
+    """The energy on an n x n grid of 2-D states in [-lim, lim]^2: ``(xs, ys, E (n, n))``."""
+    Y = np.asarray(stored, np.float64)
+    if Y.ndim != 2 or Y.shape[1] != 2:
+        raise ValueError(f"energy_grid: stored must be (N, 2) patterns, got shape {Y.shape}")
+    xs = ys = np.linspace(-lim, lim, n)
+    grid = np.stack(np.meshgrid(xs, ys), axis=-1).reshape(-1, 2)
+    E = hopfield_energy(ag.tensor(grid, dtype=np.float64), ag.tensor(Y, dtype=np.float64), beta)
+    return xs, ys, E.numpy().reshape(n, n)
+
+
+def error_vs_bound(stored, betas, i=0, query=None):
+    """One-step retrieval error ||xi_new - x_i|| and its bound, for each beta: two arrays."""
+    Y = np.asarray(stored, np.float64)
+    xi = Y[i] if query is None else np.asarray(query, np.float64)
+    err = [np.linalg.norm(hopfield_retrieve_reference(xi, Y, b) - Y[i]) for b in betas]
+    bound = [retrieval_error_bound(xi, Y, i, b) for b in betas]
+    return np.asarray(err), np.asarray(bound)
+
+

@@ -1,0 +1,169 @@
+"""Kernels of the product-key memory chapter against brute force and their NumPy twins.
+
+Small sizes, so the file also passes (slowly) under NUMBA_DISABLE_JIT=1.
+"""
+import numpy as np
+import pytest
+
+from minimem.kernels import _jit
+from minimem.kernels import product_topk as pk
+
+
+def brute_topk(full, k):
+    """Column indices of the k largest entries of each row, by a full sort."""
+    return np.argsort(-full, axis=1, kind="stable")[:, :k]
+
+
+@pytest.fixture(params=["serial", "parallel"])
+def path(request, monkeypatch):
+    """Run each kernel test through the serial and the multi-threaded loop."""
+    if request.param == "parallel":
+        monkeypatch.setattr(_jit, "PARALLEL_MIN_WORK", 0)
+    return request.param
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n,k", [(7, 1), (7, 3), (16, 16), (40, 8)])
+def test_topk_rows_matches_sort(rng, path, dtype, n, k):
+    x = rng.standard_normal((5, n)).astype(dtype)
+    vals, ids = pk.topk_rows(x, k)
+    ref = brute_topk(x, k)
+    np.testing.assert_array_equal(ids, ref)
+    np.testing.assert_array_equal(vals, np.take_along_axis(x, ref, axis=1))
+    assert vals.dtype == dtype and ids.dtype == np.int64
+    rv, ri = pk.topk_rows_reference(x, k)
+    np.testing.assert_array_equal(ri, ref)
+
+
+@pytest.mark.parametrize("n,k", [(2, 1), (2, 4), (3, 5), (5, 5), (6, 20), (8, 8), (10, 32)])
+def test_product_topk_is_the_exact_topk_of_all_slots(rng, path, n, k):
+    M = 6
+    s1, s2 = rng.standard_normal((2, M, n))
+    full = (s1[:, :, None] + s2[:, None, :]).reshape(M, n * n)   # slot a * n + b
+    ref = brute_topk(full, k)
+    vals, slots = pk.product_topk(s1, s2, k)
+    np.testing.assert_array_equal(np.sort(slots, axis=1), np.sort(ref, axis=1))
+    np.testing.assert_allclose(vals, np.take_along_axis(full, ref, axis=1), rtol=0, atol=1e-12)
+    assert (np.diff(vals, axis=1) <= 0).all()  # decreasing
+    tv, ts = pk.product_topk_reference(s1, s2, k)
+    np.testing.assert_array_equal(np.sort(ts, axis=1), np.sort(ref, axis=1))
+    np.testing.assert_allclose(tv, vals, atol=1e-12)
+
+
+def test_product_topk_float32_keeps_dtype(rng):
+    s1, s2 = rng.standard_normal((2, 3, 9)).astype(np.float32)
+    vals, slots = pk.product_topk(s1, s2, 4)
+    assert vals.dtype == np.float32
+    full = (s1[:, :, None] + s2[:, None, :]).reshape(3, 81)
+    np.testing.assert_array_equal(np.sort(slots, 1), np.sort(brute_topk(full, 4), 1))
+
+
+@pytest.mark.parametrize("chunk", [5, 64, 1000])
+def test_flat_scan_topk_matches_brute_force(rng, path, chunk):
+    q = rng.standard_normal((4, 6))
+    keys = rng.standard_normal((70, 6))
+    vals, ids = pk.flat_scan_topk(q, keys, 9, chunk=chunk)
+    ref = brute_topk(q @ keys.T, 9)
+    np.testing.assert_array_equal(ids, ref)
+    np.testing.assert_allclose(vals, np.take_along_axis(q @ keys.T, ref, 1), atol=1e-12)
+    np.testing.assert_array_equal(pk.flat_scan_topk_reference(q, keys, 9)[1], ref)
+
+
+def naive_read(V, idx, w):
+    out = np.zeros((idx.shape[0], V.shape[1]))
+    for m in range(idx.shape[0]):
+        for j in range(idx.shape[1]):
+            out[m] += w[m, j] * V[idx[m, j]]
+    return out
+
+
+def naive_read_backward(V, idx, w, g):
+    gV, gw = np.zeros_like(V), np.zeros_like(w)
+    for m in range(idx.shape[0]):
+        for j in range(idx.shape[1]):
+            gw[m, j] = V[idx[m, j]] @ g[m]
+            gV[idx[m, j]] += w[m, j] * g[m]
+    return gV, gw
+
+
+def test_gather_weighted_rows_and_backward(rng, path):
+    V = rng.standard_normal((12, 5))
+    idx = np.array([[0, 3, 3, 11], [3, 3, 3, 3], [7, 0, 1, 2]])  # repeats within and across rows
+    w, g = rng.standard_normal((3, 4)), rng.standard_normal((3, 5))
+    np.testing.assert_allclose(pk.gather_weighted_rows(V, idx, w), naive_read(V, idx, w),
+                               atol=1e-12)
+    np.testing.assert_allclose(pk.gather_weighted_rows_reference(V, idx, w),
+                               naive_read(V, idx, w), atol=1e-12)
+    gV, gw = pk.gather_weighted_rows_backward(V, idx, w, g)
+    nV, nw = naive_read_backward(V, idx, w, g)
+    np.testing.assert_allclose(gV, nV, atol=1e-12)
+    np.testing.assert_allclose(gw, nw, atol=1e-12)
+    rV, rw = pk.gather_weighted_rows_backward_reference(V, idx, w, g)
+    np.testing.assert_allclose(rV, nV, atol=1e-12)
+    np.testing.assert_allclose(rw, nw, atol=1e-12)
+
+
+@pytest.mark.parametrize("J", [1, 3, 5, 7, 8, 9])
+def test_read_kernels_any_row_count(rng, path, J):
+    # the forward reads four rows per pass plus a tail; the scatter splits rows by owner
+    V = rng.standard_normal((9, 6)).astype(np.float32)
+    idx = rng.integers(0, 9, (4, J))
+    w, g = rng.standard_normal((4, J)), rng.standard_normal((4, 6)).astype(np.float32)
+    np.testing.assert_allclose(pk.gather_weighted_rows(V, idx, w), naive_read(V, idx, w),
+                               rtol=1e-5, atol=1e-5)
+    gV, gw = pk.gather_weighted_rows_backward(V, idx, w.astype(np.float32), g)
+    nV, nw = naive_read_backward(V.astype(np.float64), idx, w, g.astype(np.float64))
+    np.testing.assert_allclose(gV, nV, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gw, nw, rtol=1e-5, atol=1e-5)
+
+
+def test_read_touches_only_the_rows_read(rng):
+    """Rows never read hold NaN: a dense formulation would spread it, the sparse one cannot."""
+    V = np.full((50, 4), np.nan)
+    idx = np.array([[2, 9], [9, 40]])
+    V[[2, 9, 40]] = rng.standard_normal((3, 4))
+    w, g = rng.standard_normal((2, 2)), rng.standard_normal((2, 4))
+    assert np.isfinite(pk.gather_weighted_rows(V, idx, w)).all()
+    gV, gw = pk.gather_weighted_rows_backward(V, idx, w, g)
+    assert np.isfinite(gw).all()
+    untouched = np.setdiff1d(np.arange(50), [2, 9, 40])
+    assert (gV[untouched] == 0).all() and np.isfinite(gV).all()
+
+
+def test_kernel_errors():
+    x = np.zeros((3, 4))
+    with pytest.raises(ValueError, match=r"topk_rows: k must be an int in \[1, 4\]"):
+        pk.topk_rows(x, 5)
+    with pytest.raises(ValueError, match="topk_rows: x must be a 2-D array"):
+        pk.topk_rows(np.zeros(4), 1)
+    with pytest.raises(TypeError, match="product_topk: s1 must be floating"):
+        pk.product_topk(np.zeros((2, 3), int), np.zeros((2, 3), int), 2)
+    with pytest.raises(ValueError, match="product_topk: s1 and s2 must have the same shape"):
+        pk.product_topk(np.zeros((2, 3)), np.zeros((2, 4)), 2)
+    with pytest.raises(ValueError, match=r"product_topk: k must be an int in \[1, 9\]"):
+        pk.product_topk(np.zeros((2, 3)), np.zeros((2, 3)), 10)
+    with pytest.raises(ValueError, match="flat_scan_topk: queries .* must share d"):
+        pk.flat_scan_topk(np.zeros((2, 3)), np.zeros((5, 4)), 2)
+    with pytest.raises(ValueError, match="gather_weighted_rows: expected V"):
+        pk.gather_weighted_rows(np.zeros((4, 2)), np.zeros((2, 3), int), np.zeros((2, 2)))
+    with pytest.raises(TypeError, match="gather_weighted_rows: idx must be integers"):
+        pk.gather_weighted_rows(np.zeros((4, 2)), np.zeros((2, 3)), np.zeros((2, 3)))
+    with pytest.raises(ValueError, match=r"gather_weighted_rows_backward: g must have shape"):
+        pk.gather_weighted_rows_backward(np.zeros((4, 2)), np.zeros((2, 3), int),
+                                         np.zeros((2, 3)), np.zeros((2, 3)))
+
+
+def test_picked_scores_backward_matches_naive(rng, path):
+    q, g = rng.standard_normal((5, 2, 3)), rng.standard_normal((5, 2, 4))
+    C = rng.standard_normal((2, 6, 3))
+    sub = rng.integers(0, 6, size=(5, 2, 4))
+    gq, gC = np.zeros_like(q), np.zeros_like(C)
+    for m in range(5):
+        for h in range(2):
+            for j in range(4):
+                gq[m, h] += g[m, h, j] * C[h, sub[m, h, j]]
+                gC[h, sub[m, h, j]] += g[m, h, j] * q[m, h]
+    for fn in (pk.picked_scores_backward, pk.picked_scores_backward_reference):
+        aq, aC = fn(q, C, sub, g)
+        np.testing.assert_allclose(aq, gq, atol=1e-12)
+        np.testing.assert_allclose(aC, gC, atol=1e-12)
