@@ -193,7 +193,6 @@ class Tensor:
     def __le__(self, other): return self._cmp(other, lambda a, b: a <= b)
     def __gt__(self, other): return self._cmp(other, lambda a, b: a > b)
     def __ge__(self, other): return self._cmp(other, lambda a, b: a >= b)
-    def eq(self, other): return self._cmp(other, lambda a, b: a == b)
 
     # -- methods that forward to the ops module --------------------------------------------
     def sum(self, axis=None, keepdims=False): return _ops.sum(self, axis, keepdims)

@@ -37,7 +37,7 @@ def timeit(fn, repeat=5, number=1, warmup=1, max_seconds=10.0) -> float:
     return best
 
 
-def with_ratios(rows, baseline_impl, invert=False):
+def with_ratios(rows, baseline_impl):
     """Fill ``ratio = t_baseline / t`` for every row whose workload has a baseline row."""
     base = {r.workload: r.seconds for r in rows if r.impl == baseline_impl}
     for r in rows:

@@ -12,7 +12,6 @@ as not passed. An exercise with no counted test earns 0. ``P_e`` comes from the
 """
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -234,8 +233,3 @@ def gradescope_json(report: GradeReport) -> dict:
                    f"{report.max_score:g} points"),
         "tests": tests,
     }
-
-
-def print_warnings(report: GradeReport, stream=None) -> None:
-    for w in report.warnings:
-        print(f"warning: {w}", file=stream or sys.stderr)

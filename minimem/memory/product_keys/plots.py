@@ -56,7 +56,7 @@ def plot_score_grid(s1, s2, k):
 
 def plot_search_cost(cost):
     """Seconds per query against N (log-log) for the product search and the flat scan, with
-    sqrt(N) and N guide lines (``cost`` from :func:`~.product_keys_lab.search_cost`)."""
+    sqrt(N) and N guide lines (``cost`` from :func:`~.lab.search_cost`)."""
     plt = _plt()
     N, prod, flat = (np.asarray(cost[key], dtype=np.float64) for key in ("n_slots", "product",
                                                                          "flat"))
@@ -92,7 +92,7 @@ def plot_lorenz(usages):
 
 
 def plot_facts_training(runs):
-    """Recall of all facts during training, one curve per :class:`~.product_keys_lab.FactsRun`."""
+    """Recall of all facts during training, one curve per :class:`~.lab.FactsRun`."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
     for name, r in runs.items():
