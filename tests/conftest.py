@@ -1,4 +1,4 @@
-"""Shared fixtures: backends to parametrize over, float64 helpers, hypothesis profile."""
+"""Shared fixtures: the backends to parametrize over, an rng, the hypothesis profile."""
 import os
 
 # Tiny matrices everywhere: BLAS threads only contend (10-100x slower measured on 2 busy cores).

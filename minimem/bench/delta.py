@@ -4,8 +4,11 @@ Workloads: B=1, H=4, D=64, float32, T in (1024, 4096), forward and forward+backw
 Implementations timed in the same run:
 
 * ``numba recurrent``: :func:`minimem.memory.delta.delta_rule` ``mode="recurrent"`` (kernel + its
-  hand-derived backward);
-* ``chunk C=64``: ``mode="chunk"`` (engine matmuls, autograd backward);
+  hand-derived backward; the state stored every 64 tokens, ``checkpoint=64``);
+* ``chunk C=64``: ``mode="chunk"``, ``chunk_size=64``: engine matmuls before the loop over
+  chunks (autograd differentiates those), then two nodes with hand-written backwards: the
+  triangular inverse (``UnitLowerInverse``, a Numba forward substitution) and the loop over
+  chunks (``ChunkScan``, a reverse scan) of :mod:`minimem.memory.delta.chunkwise`;
 * ``numpy recurrent``: the kernels' NumPy twin (vectorized over heads, loop over time);
 * ``torch recurrent``: PyTorch CPU eager running the same recurrence token by token
   (autograd for the backward);
@@ -85,10 +88,12 @@ def _data(T, seed=0):
 def _ours(arrays, mode, backward):
     import minimem as mm
     from minimem.memory import delta_rule
+    # 64 tokens either way: the chunk length of one mode, the checkpoint interval of the other
+    tuning = {"chunk_size": 64} if mode == "chunk" else {"checkpoint": 64}
 
     def run():
         ins = [mm.tensor(a, requires_grad=backward) for a in arrays]
-        o, _ = delta_rule(*ins, mode=mode, chunk_size=64)
+        o, _ = delta_rule(*ins, mode=mode, **tuning)
         if backward:
             o.sum().backward()
     return run
@@ -96,17 +101,18 @@ def _ours(arrays, mode, backward):
 
 def _numpy_twin(arrays, backward):
     from minimem.kernels.delta_recurrent import (recurrent_backward_reference,
-                                            recurrent_forward_reference)
+                                                 recurrent_forward_reference)
     q, k, v, beta = (a.reshape(4, a.shape[2], -1) if a.ndim == 4 else a.reshape(4, -1)
                      for a in arrays)
     g = np.zeros_like(beta)
     S0 = np.zeros((4, 64, 64), np.float32)
 
     def run():
-        o, S, ck = recurrent_forward_reference(q, k, v, beta, g, S0, 0.125, True, False, 64)
+        o, S, ck = recurrent_forward_reference(q, k, v, beta, g, S0, 0.125, True, False,
+                                               checkpoint=64)
         if backward:
             recurrent_backward_reference(q, k, v, beta, g, ck, 0.125, np.ones_like(o),
-                                         np.zeros_like(S), True, False, 64)
+                                         np.zeros_like(S), True, False, checkpoint=64)
     return run
 
 

@@ -24,10 +24,10 @@ two first-level top-k lists, and the search costs :math:`O(n + k^2)` per query i
   lists are sorted.
 * :func:`picked_scores_backward`: the gradient of the k chosen scores w.r.t. the query half
   and the sub-keys, touching only the chosen sub-keys.
-* :func:`flat_scan_topk`: the brute-force baseline, an exact scan over ``N`` full keys, chunked
-  so the (M, N) score matrix is never held at once (a running sorted list of length k per row
-  carries the result from chunk to chunk).
-
+* the brute-force baseline, an exact scan over all ``N`` full keys, is
+  :func:`minimem.kernels.topk.topk_inner_product`; its running top-k list
+  (:func:`~minimem.kernels.topk.topk_insert`) is the candidate loop's, and its row scan is
+  what :func:`topk_rows` falls back to on a row with NaN.
 * the memory read and its scatter-add backward live in :mod:`minimem.kernels.weighted_read`
   (re-exported here).
 
@@ -36,7 +36,6 @@ Ties between equal scores may be broken differently by the kernel and the twin.
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import prange
 
@@ -44,46 +43,16 @@ from ..backend import get_xp
 from ._jit import jit
 from ._jit import pick_kernel as _pick
 from .scatter import scatter_add_rows
+from .topk import check_k, topk_insert, topk_scan_row
 from .weighted_read import (  # noqa: F401
     gather_weighted_rows,
     gather_weighted_rows_backward,
-    gather_weighted_rows_grad_w,
     gather_weighted_rows_backward_reference,
+    gather_weighted_rows_grad_w,
     gather_weighted_rows_reference,
     scatter_weighted_rows,
     scatter_weighted_rows_reference,
 )
-
-
-# ------------------------------------------------------------------------------------------
-# A running top-k list: vals[:size] kept in decreasing order (ids alongside). Once it holds k
-# entries, a new value enters only if it beats vals[k - 1]; on random input that happens about
-# k (1 + ln(n / k)) times in a row of n, so the scan is mostly one comparison per entry.
-# ------------------------------------------------------------------------------------------
-@jit
-def _insert(vals, ids, size, k, v, i):
-    """Insert (v, i) into the decreasing list ``vals[:size]`` (at most k long); new size."""
-    pos = size if size < k else k - 1  # when full, the smallest entry drops out
-    while pos > 0 and vals[pos - 1] < v:
-        vals[pos] = vals[pos - 1]
-        ids[pos] = ids[pos - 1]
-        pos -= 1
-    vals[pos] = v
-    ids[pos] = i
-    return size + 1 if size < k else k
-
-
-@jit
-def _row_topk(x, k, offset, vals, ids, size):
-    # thr: the value to beat, held in a register (-inf while the list is not full)
-    thr = vals[k - 1] if size == k else -np.inf
-    for j in range(x.shape[0]):
-        if x[j] <= thr:
-            continue  # the common case: one comparison, no call
-        size = _insert(vals, ids, size, k, x[j], j + offset)
-        if size == k:
-            thr = vals[k - 1]
-    return size
 
 
 # ------------------------------------------------------------------------------------------
@@ -126,7 +95,7 @@ def _row_topk_select(x, k, vals, ids, gmax, bv, bi):
     for start in range(m, n, m):
         for q in range(min(m, n - start)):
             v = x[start + q]
-            gmax[q] = v if v > gmax[q] else gmax[q]
+            gmax[q] = max(gmax[q], v)
     thr = -np.inf
     for i in range(m):           # thr = the group maximum of rank k - 1
         if _rank(gmax, m, i) == k - 1:
@@ -138,7 +107,7 @@ def _row_topk_select(x, k, vals, ids, gmax, bv, bi):
             bi[c] = j
             c += 1
     if c < k:                    # only with NaN in the row: fall back to the running list
-        _row_topk(x, k, 0, vals, ids, 0)
+        topk_scan_row(x, k, 0, vals, ids, 0)
         return
     _ranked_top(bv, bi, c, k, vals, ids)
 
@@ -178,47 +147,34 @@ def _candidate_topk(v1, a, v2, b, n, k, hv, hs):
             c = v1[i] + v2[j]
             if size == k and c <= hv[k - 1]:
                 break  # the rest of this row is smaller
-            size = _insert(hv, hs, size, k, c, a[i] * n + b[j])
+            size = topk_insert(hv, hs, size, k, c, a[i] * n + b[j])
 
 
-# Each row loop comes twice: serial, and multi-threaded (prange over blocks of rows, one
-# scratch per block) for large inputs, where the threads' start-up cost is worth paying.
+# Twins (the policy of minimem.kernels._jit): the parallel one splits the rows into one block
+# per thread, each block with its own scratch, so it takes the thread count.
 @jit
-def _topk_rows_serial(x, k, offset, vals, ids, sizes):
-    """Running lists (the flat scan feeds a row in several chunks)."""
-    for m in range(x.shape[0]):
-        sizes[m] = _row_topk(x[m], k, offset, vals[m], ids[m], sizes[m])
-
-
-@jit(parallel=True)
-def _topk_rows_parallel(x, k, offset, vals, ids, sizes):
-    for m in prange(x.shape[0]):
-        sizes[m] = _row_topk(x[m], k, offset, vals[m], ids[m], sizes[m])
-
-
-@jit
-def _select_rows_serial(x, k, vals, ids, n_blocks):
+def _select_rows_serial(x, k, vals, ids):
     _select_rows_block(x, k, vals, ids, 0, x.shape[0])
 
 
 @jit(parallel=True)
-def _select_rows_parallel(x, k, vals, ids, n_blocks):
+def _select_rows_parallel(x, k, vals, ids, n_threads):
     M = x.shape[0]
-    for t in prange(n_blocks):
-        _select_rows_block(x, k, vals, ids, t * M // n_blocks, (t + 1) * M // n_blocks)
+    for t in prange(n_threads):
+        _select_rows_block(x, k, vals, ids, t * M // n_threads, (t + 1) * M // n_threads)
 
 
 @jit
-def _product_topk_serial(s1, s2, k, v1, a, v2, b, out_vals, out_slots, n_blocks):
+def _product_topk_serial(s1, s2, k, v1, a, v2, b, out_vals, out_slots):
     _product_topk_block(s1, s2, k, v1, a, v2, b, out_vals, out_slots, 0, s1.shape[0])
 
 
 @jit(parallel=True)
-def _product_topk_parallel(s1, s2, k, v1, a, v2, b, out_vals, out_slots, n_blocks):
+def _product_topk_parallel(s1, s2, k, v1, a, v2, b, out_vals, out_slots, n_threads):
     M = s1.shape[0]
-    for t in prange(n_blocks):
-        _product_topk_block(s1, s2, k, v1, a, v2, b, out_vals, out_slots, t * M // n_blocks,
-                            (t + 1) * M // n_blocks)
+    for t in prange(n_threads):
+        _product_topk_block(s1, s2, k, v1, a, v2, b, out_vals, out_slots, t * M // n_threads,
+                            (t + 1) * M // n_threads)
 
 
 # ------------------------------------------------------------------------------------------
@@ -228,11 +184,6 @@ def _check_rows(fn, name, x):
                          f"{getattr(x, 'shape', type(x).__name__)}")
     if x.dtype.kind != "f":
         raise TypeError(f"{fn}: {name} must be floating, got dtype {x.dtype}")
-
-
-def _check_k(fn, k, n):
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or not 1 <= k <= n:
-        raise ValueError(f"{fn}: k must be an int in [1, {n}], got {k!r}")
 
 
 def topk_rows_reference(x, k):
@@ -251,14 +202,13 @@ def topk_rows(x, k):
     Returns ``(values (M, k), indices (M, k) int64)``.
     """
     _check_rows("topk_rows", "x", x)
-    _check_k("topk_rows", k, x.shape[1])
+    check_k("topk_rows", k, x.shape[1])
     if get_xp(x) is not np:
         return topk_rows_reference(x, k)
     x = np.ascontiguousarray(x)
     vals = np.empty((x.shape[0], k), dtype=x.dtype)
     ids = np.empty((x.shape[0], k), dtype=np.int64)
-    _pick(_select_rows_serial, _select_rows_parallel, x.size)(x, k, vals, ids,
-                                                              numba.get_num_threads())
+    _pick(_select_rows_serial, _select_rows_parallel, x.size, per_thread=True)(x, k, vals, ids)
     return vals, ids
 
 
@@ -289,7 +239,7 @@ def product_topk(s1, s2, k):
         raise ValueError(f"product_topk: s1 and s2 must have the same shape, got {s1.shape} "
                          f"and {s2.shape}")
     n = s1.shape[1]
-    _check_k("product_topk", k, n * n)
+    check_k("product_topk", k, n * n)
     if get_xp(s1) is not np:
         return product_topk_reference(s1, s2, k)
     dt = np.result_type(s1.dtype, s2.dtype)
@@ -299,46 +249,10 @@ def product_topk(s1, s2, k):
     v1, v2 = np.empty((M, k1), dtype=dt), np.empty((M, k1), dtype=dt)
     a, b = np.empty((M, k1), dtype=np.int64), np.empty((M, k1), dtype=np.int64)
     vals, slots = np.empty((M, k), dtype=dt), np.empty((M, k), dtype=np.int64)
-    kernel = _pick(_product_topk_serial, _product_topk_parallel, 2 * s1.size + M * k * k)
-    kernel(s1, s2, k, v1, a, v2, b, vals, slots, numba.get_num_threads())
+    kernel = _pick(_product_topk_serial, _product_topk_parallel, 2 * s1.size + M * k * k,
+                   per_thread=True)
+    kernel(s1, s2, k, v1, a, v2, b, vals, slots)
     return vals, slots
-
-
-# ------------------------------------------------------------------------------------------
-def _check_scan(fn, queries, keys, k):
-    _check_rows(fn, "queries", queries)
-    _check_rows(fn, "keys", keys)
-    if queries.shape[1] != keys.shape[1]:
-        raise ValueError(f"{fn}: queries (M, d) and keys (N, d) must share d, got "
-                         f"{queries.shape} and {keys.shape}")
-    _check_k(fn, k, keys.shape[0])
-
-
-def flat_scan_topk_reference(queries, keys, k):
-    """NumPy twin: the whole (M, N) score matrix, then :func:`topk_rows_reference`."""
-    _check_scan("flat_scan_topk_reference", queries, keys, k)
-    return topk_rows_reference(queries @ keys.T, k)
-
-
-def flat_scan_topk(queries, keys, k, chunk=32768):
-    """Exact top-k of ``keys @ q`` over all N keys for each query row (the brute-force scan).
-
-    ``queries`` (M, d), ``keys`` (N, d). The keys are scored ``chunk`` at a time (one BLAS
-    matmul each) and merged into per-row running top-k lists, so memory stays O(M * chunk).
-    """
-    _check_scan("flat_scan_topk", queries, keys, k)
-    if get_xp(queries) is not np:
-        return flat_scan_topk_reference(queries, keys, k)
-    M = queries.shape[0]
-    dt = np.result_type(queries.dtype, keys.dtype)
-    vals = np.empty((M, k), dtype=dt)
-    ids = np.empty((M, k), dtype=np.int64)
-    sizes = np.zeros(M, dtype=np.int64)
-    for start in range(0, keys.shape[0], chunk):
-        scores = np.ascontiguousarray(queries @ keys[start:start + chunk].T, dtype=dt)
-        _pick(_topk_rows_serial, _topk_rows_parallel, scores.size)(scores, k, start, vals, ids,
-                                                                   sizes)
-    return vals, ids
 
 
 @jit

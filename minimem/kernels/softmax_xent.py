@@ -21,8 +21,7 @@ def _xent_kernel(logits, targets, ignore_index, losses, grad):
         count += 1
         m = logits[i, 0]
         for j in range(1, c):
-            if logits[i, j] > m:
-                m = logits[i, j]
+            m = max(m, logits[i, j])
         s = 0.0
         for j in range(c):
             e = np.exp(logits[i, j] - m)

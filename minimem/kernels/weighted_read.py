@@ -9,7 +9,6 @@ is proportional to the rows read, not to the table size. Each has a NumPy twin
 """
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numba import prange
 
@@ -86,16 +85,16 @@ def _read_scatter_part(grad_V, idx, w, g, part, n_parts):
 
 
 @jit
-def _read_scatter_serial(grad_V, idx, w, g, n_parts):
+def _read_scatter_serial(grad_V, idx, w, g):
     _read_scatter_part(grad_V, idx, w, g, 0, 1)
 
 
 @jit(parallel=True)
-def _read_scatter_parallel(grad_V, idx, w, g, n_parts):
+def _read_scatter_parallel(grad_V, idx, w, g, n_threads):
     # Several (m, j) may read the same row: the threads split the rows of the table by owner
     # (each scans all the indices, which is cheap next to the row updates).
-    for part in prange(n_parts):
-        _read_scatter_part(grad_V, idx, w, g, part, n_parts)
+    for part in prange(n_threads):
+        _read_scatter_part(grad_V, idx, w, g, part, n_threads)
 
 
 def _check_read_args(fn, V, idx, w, g=None):
@@ -175,9 +174,10 @@ def scatter_weighted_rows(out, idx, w, g):
     if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= out.shape[0]):
         raise IndexError(f"scatter_weighted_rows: idx must lie in [0, {out.shape[0]}), got "
                          f"values from {int(idx.min())} to {int(idx.max())}")
-    _pick(_read_scatter_serial, _read_scatter_parallel, g.size * idx.shape[1])(
-        out, np.ascontiguousarray(idx, np.int64), np.ascontiguousarray(w, out.dtype),
-        np.ascontiguousarray(g, out.dtype), numba.get_num_threads())
+    kernel = _pick(_read_scatter_serial, _read_scatter_parallel, g.size * idx.shape[1],
+                   per_thread=True)
+    kernel(out, np.ascontiguousarray(idx, np.int64), np.ascontiguousarray(w, out.dtype),
+           np.ascontiguousarray(g, out.dtype))
     return out
 
 

@@ -6,16 +6,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import seeded_leaf as leaf  # leaf(3, 4, seed=1)
 
 import minimem as mm
 from minimem.autograd import experiments as ex
 
 ROOT = Path(__file__).resolve().parents[2]
 EPS = np.logspace(-12, 0, 25)
-
-
-def leaf(*shape, seed=0):
-    return mm.Tensor(np.random.default_rng(seed).standard_normal(shape), requires_grad=True)
 
 
 @pytest.fixture(scope="module")

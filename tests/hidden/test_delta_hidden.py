@@ -1,20 +1,16 @@
 """Hidden grading tests of the delta-rule chapter (not shipped to students)."""
 import numpy as np
 import pytest
+from _helpers import tensor64
 
-import minimem as mm
 from minimem.kernels.delta_recurrent import step_backward_reference
 from minimem.memory import delta_rule_reference, linear_attention_reference, ut_transform
-
-
-def _t(x, grad=False):
-    return mm.tensor(x, requires_grad=grad, dtype=np.float64)
 
 
 @pytest.mark.exercise("20.1", points=2)
 def test_linear_attention_is_masked_attention_without_softmax(rng):
     q, k, v = (rng.standard_normal((1, 3, 8, 4)) for _ in range(3))
-    o, S = linear_attention_reference(_t(q), _t(k), _t(v), scale=1.0)
+    o, S = linear_attention_reference(tensor64(q), tensor64(k), tensor64(v), scale=1.0)
     A = np.tril(q @ np.swapaxes(k, -1, -2))
     np.testing.assert_allclose(o.numpy(), A @ v, atol=1e-10)
     np.testing.assert_allclose(S.numpy(), np.swapaxes(k, -1, -2) @ v, atol=1e-10)
@@ -27,9 +23,10 @@ def test_delta_rule_overwrites_with_beta_one(rng):
     v_old, v_new = rng.standard_normal((D, 3)), rng.standard_normal((D, 3))
     k = np.concatenate([keys, keys])[None, None]
     v = np.concatenate([v_old, v_new])[None, None]
-    _, S = delta_rule_reference(_t(k), _t(k), _t(v), _t(np.ones((1, 1, 2 * D))), scale=1.0)
+    k, v = tensor64(k), tensor64(v)
+    _, S = delta_rule_reference(k, k, v, tensor64(np.ones((1, 1, 2 * D))), scale=1.0)
     np.testing.assert_allclose(keys @ S.numpy()[0, 0], v_new, atol=1e-10)
-    _, S0 = delta_rule_reference(_t(k), _t(k), _t(v), _t(np.zeros((1, 1, 2 * D))))
+    _, S0 = delta_rule_reference(k, k, v, tensor64(np.zeros((1, 1, 2 * D))))
     np.testing.assert_allclose(S0.numpy(), 0, atol=0)
 
 
@@ -56,3 +53,5 @@ def test_step_backward_linear_attention_closed_form(rng):
     np.testing.assert_allclose(dk, np.einsum("nij,nj->ni", dS_total, v), atol=1e-12)
     np.testing.assert_allclose(dv, np.einsum("nij,ni->nj", dS_total, k), atol=1e-12)
     np.testing.assert_allclose(dq, np.einsum("nij,nj->ni", S_t, do), atol=1e-12)
+    np.testing.assert_array_equal(dbeta, 0)    # linear attention has no beta and no decay
+    np.testing.assert_array_equal(dg, 0)

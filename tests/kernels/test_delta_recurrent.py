@@ -1,9 +1,10 @@
 """The Numba recurrence kernels against their NumPy twins (runs under NUMBA_DISABLE_JIT=1 too)."""
 import numpy as np
 import pytest
+from _helpers import naive_delta_recurrence
 
 from minimem.kernels.delta_recurrent import (recurrent_backward, recurrent_backward_reference,
-                                        recurrent_forward, recurrent_forward_reference)
+                                             recurrent_forward, recurrent_forward_reference)
 
 
 def _inputs(rng, N=3, T=11, Dk=4, Dv=3):
@@ -16,45 +17,34 @@ def _inputs(rng, N=3, T=11, Dk=4, Dv=3):
 
 
 def _naive(q, k, v, beta, g, S0, scale, delta, gated):
-    """Token by token, one head at a time, written out in the test."""
-    o, S_all = np.zeros(v.shape), S0.copy()
-    for n in range(q.shape[0]):
-        S = S0[n].copy()
-        for t in range(q.shape[1]):
-            if gated:
-                S = np.exp(g[n, t]) * S
-            w = beta[n, t] * (v[n, t] - S.T @ k[n, t]) if delta else v[n, t]
-            S = S + np.outer(k[n, t], w)
-            o[n, t] = S.T @ (scale * q[n, t])
-        S_all[n] = S
-    return o, S_all
+    return naive_delta_recurrence(q, k, v, beta, g if gated else None, S0, scale, delta)
 
 
 @pytest.mark.parametrize("delta,gated", [(True, False), (True, True), (False, False),
                                          (False, True)])
-@pytest.mark.parametrize("ckpt", [1, 4, 64])
-def test_kernel_forward_matches_naive_and_twin(rng, delta, gated, ckpt):
+@pytest.mark.parametrize("checkpoint", [1, 4, 64])
+def test_kernel_forward_matches_naive_and_twin(rng, delta, gated, checkpoint):
     args = _inputs(rng)
-    o, S, ck = recurrent_forward(*args, 0.7, delta, gated, ckpt)
+    o, S, ck = recurrent_forward(*args, 0.7, delta, gated, checkpoint)
     o_n, S_n = _naive(*args, 0.7, delta, gated)
     np.testing.assert_allclose(o, o_n, atol=1e-12)
     np.testing.assert_allclose(S, S_n, atol=1e-12)
-    o_r, S_r, ck_r = recurrent_forward_reference(*args, 0.7, delta, gated, ckpt)
+    o_r, S_r, ck_r = recurrent_forward_reference(*args, 0.7, delta, gated, checkpoint)
     np.testing.assert_allclose(o, o_r, atol=1e-12)
     np.testing.assert_allclose(ck, ck_r, atol=1e-12)
-    assert ck.shape[1] == -(-11 // ckpt)
+    assert ck.shape[1] == -(-11 // checkpoint)
 
 
 @pytest.mark.parametrize("delta,gated", [(True, False), (True, True), (False, False),
                                          (False, True)])
-@pytest.mark.parametrize("ckpt", [3, 64])
-def test_kernel_backward_matches_twin_and_finite_differences(rng, delta, gated, ckpt):
+@pytest.mark.parametrize("checkpoint", [3, 64])
+def test_kernel_backward_matches_twin_and_finite_differences(rng, delta, gated, checkpoint):
     q, k, v, beta, g, S0 = args = _inputs(rng, N=2, T=7)
     do, dS = rng.standard_normal(v.shape), rng.standard_normal(S0.shape)
-    _, _, ck = recurrent_forward(*args, 0.6, delta, gated, ckpt)
-    grads = recurrent_backward(q, k, v, beta, g, ck, 0.6, do, dS, delta, gated, ckpt)
+    _, _, ck = recurrent_forward(*args, 0.6, delta, gated, checkpoint)
+    grads = recurrent_backward(q, k, v, beta, g, ck, 0.6, do, dS, delta, gated, checkpoint)
     grads_r = recurrent_backward_reference(q, k, v, beta, g, ck, 0.6, do, dS, delta, gated,
-                                           ckpt)
+                                           checkpoint)
     for a, b in zip(grads, grads_r):
         np.testing.assert_allclose(a, b, atol=1e-12)
 
@@ -99,6 +89,20 @@ def test_kernel_rejects_bad_shapes(rng):
         recurrent_forward(q, k, v, beta, g, S0[:, :-1], 1.0)
     with pytest.raises(ValueError, match="recurrent_backward: expected q, k"):
         recurrent_backward(q, k[:, :-1], v, beta, g, S0, 1.0, v, S0)
+    _, _, ckpts = recurrent_forward(q, k, v, beta, g, S0, 1.0, checkpoint=4)   # 3 segments
+    with pytest.raises(ValueError, match=r"recurrent_backward: ckpts must be \(3, 11, 4, 3\) "
+                                         r"for checkpoint=1"):
+        recurrent_backward(q, k, v, beta, g, ckpts, 1.0, v, S0, checkpoint=1)
+    with pytest.raises(ValueError, match="recurrent_backward: do must have the shape of v"):
+        recurrent_backward(q, k, v, beta, g, ckpts, 1.0, v[:, :-1], S0, checkpoint=4)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.0, True, None])
+def test_kernel_rejects_bad_checkpoint(rng, bad):
+    q, k, v, beta, g, S0 = _inputs(rng)
+    with pytest.raises(ValueError, match=f"recurrent_forward: checkpoint must be a positive "
+                                         f"int \\(tokens\\), got {bad!r}"):
+        recurrent_forward(q, k, v, beta, g, S0, 1.0, checkpoint=bad)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -3,16 +3,8 @@ brute force. Small sizes, so the file also passes under NUMBA_DISABLE_JIT=1."""
 import numpy as np
 import pytest
 
-from minimem.kernels import _jit
 from minimem.kernels import sparse_rows as sr
 from minimem.kernels import weighted_read as wr
-
-
-@pytest.fixture(params=["serial", "parallel"])
-def path(request, monkeypatch):
-    if request.param == "parallel":
-        monkeypatch.setattr(_jit, "PARALLEL_MIN_WORK", 0)
-    return request.param
 
 
 def brute_coalesce(idx, w, src):

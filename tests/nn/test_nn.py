@@ -1,17 +1,14 @@
 """nn layers: Module bookkeeping, state, modes, norms, attention, the LM, gradchecks."""
 import numpy as np
 import pytest
+from _helpers import leaf
 
 import minimem as mm
-from minimem.autograd.registry import cases, run_case
+from minimem.autograd.registry import cases
 from minimem.nn import (MLP, BatchNorm1d, Dropout, Embedding, LayerNorm, LayerNormFunction,
                         Linear, Module, ModuleList, MultiHeadAttention, Parameter, RMSNorm,
                         TransformerBlock, TransformerLM, functional_call,
                         scaled_dot_product_attention)
-
-
-def t64(rng, *shape, grad=True):
-    return mm.tensor(rng.standard_normal(shape), requires_grad=grad, dtype=np.float64)
 
 
 # ---------------------------------------------------------------------------- Module ---------
@@ -190,7 +187,7 @@ def test_layernorm_forward_matches_numpy(rng):
 
 def test_layernorm_function_matches_composed_ops(rng):
     """The fused Function (hand-written backward) against the engine's composition, float64."""
-    x, g, b = t64(rng, 3, 4, 7), t64(rng, 7), t64(rng, 7)
+    x, g, b = leaf(rng, 3, 4, 7), leaf(rng, 7), leaf(rng, 7)
     x2, g2, b2 = (mm.tensor(v.numpy(), requires_grad=True) for v in (x, g, b))
     up = rng.standard_normal((3, 4, 7))
     y1 = LayerNormFunction.apply(x, g, b, 1e-5)
@@ -317,7 +314,7 @@ def test_non_causal_and_cross_attention(rng):
 
 
 def test_sdpa_masks(rng):
-    q, k, v = t64(rng, 2, 3, 4), t64(rng, 2, 5, 4), t64(rng, 2, 5, 2)
+    q, k, v = leaf(rng, 2, 3, 4), leaf(rng, 2, 5, 4), leaf(rng, 2, 5, 2)
     mask = np.ones((3, 5), bool)
     mask[1] = False                                      # a fully masked row
     mask[2, :2] = False
@@ -333,7 +330,7 @@ def test_sdpa_masks(rng):
     with pytest.raises(ValueError, match="does not broadcast"):
         scaled_dot_product_attention(q, k, v, mask=np.ones((4, 5), bool))
     with pytest.raises(ValueError, match="expected q"):
-        scaled_dot_product_attention(q, k, t64(rng, 2, 4, 2))
+        scaled_dot_product_attention(q, k, leaf(rng, 2, 4, 2))
 
 
 def test_transformer_block_is_pre_norm(rng):
@@ -374,26 +371,18 @@ def test_transformer_lm_shapes_and_errors():
 
 
 # ------------------------------------------------------------------------- gradchecks ---------
-NN_CASES = cases("nn")
-
-
+# Every registered case runs in tests/apps/test_gradcheck_cases.py.
 def test_every_layer_is_registered():
-    names = {c.name for c in NN_CASES}
+    names = {c.name for c in cases("nn")}
     assert {"Linear", "LayerNorm", "RMSNorm", "MLP (gelu)",
             "MultiHeadAttention (causal)", "TransformerBlock"} <= names
 
 
-@pytest.mark.parametrize("case", NN_CASES, ids=[c.name for c in NN_CASES])
-def test_gradcheck_registered_layers(case):
-    row = run_case(case)
-    assert row["passed"], row["report"]
-
-
-def test_gradcheck_embedding_and_lm_float64(rng):
+def test_gradcheck_embedding_and_lm_floaleaf(rng):
     emb = Embedding(5, 3, seed=0).double()
     ids = np.array([[0, 2, 2, 4]])
     assert mm.gradcheck(lambda w: functional_call(emb, [w], ids),
-                        (t64(rng, 5, 3),))
+                        (leaf(rng, 5, 3),))
     lm = TransformerLM(6, 4, 1, 2, 3, d_ff=4, seed=0).double()
     params = [mm.tensor(p.data + 0.1 * rng.standard_normal(p.shape), requires_grad=True)
               for p in lm.parameters()]

@@ -37,16 +37,24 @@ def _gated_inputs(rng):
     return q, k, v, beta, leaf(rng, 1, 2, 5, between=(-0.8, -0.05)), s0
 
 
+def _every_2_tokens(mode):
+    """Chunks (chunk mode) or replayed segments (recurrent mode) of 2 tokens: the cases'
+    sequences (T = 3 or 5) cross a boundary, so the state carried across it is checked too."""
+    return {"mode": mode, "chunk_size": 2} if mode == "chunk" else {"mode": mode,
+                                                                     "checkpoint": 2}
+
+
 for _mode in MODES:
+    _kw = _every_2_tokens(_mode)
     register(f"linear_attention ({_mode})", _linear_attention_inputs, chapter="delta")(
-        lambda q, k, v, s0, _m=_mode: linear_attention(
-            q, k, v, initial_state=s0, output_final_state=True, mode=_m, chunk_size=2))
+        lambda q, k, v, s0, _kw=_kw: linear_attention(
+            q, k, v, initial_state=s0, output_final_state=True, **_kw))
     register(f"delta_rule ({_mode})", _delta_inputs, chapter="delta")(
-        lambda q, k, v, b, s0, _m=_mode: delta_rule(
-            q, k, v, b, initial_state=s0, output_final_state=True, mode=_m, chunk_size=2))
+        lambda q, k, v, b, s0, _kw=_kw: delta_rule(
+            q, k, v, b, initial_state=s0, output_final_state=True, **_kw))
     register(f"gated_delta_rule ({_mode})", _gated_inputs, chapter="delta")(
-        lambda q, k, v, b, g, s0, _m=_mode: gated_delta_rule(
-            q, k, v, b, g, initial_state=s0, output_final_state=True, mode=_m, chunk_size=2))
+        lambda q, k, v, b, g, s0, _kw=_kw: gated_delta_rule(
+            q, k, v, b, g, initial_state=s0, output_final_state=True, **_kw))
 
 # Only the strictly lower triangle of A is read, so the other entries get zero gradient.
 register("unit_lower_inverse", lambda r: (leaf(r, 2, 4, 4, scale=0.5),),
@@ -76,6 +84,7 @@ layer_case("ShortConvolution", lambda r: ShortConvolution(3, 3, seed=r), (2, 4, 
 
 for _cls in (LinearAttention, DeltaNet, GatedDeltaNet):
     for _mode in MODES:
+        _kw = _every_2_tokens(_mode)
         layer_case(f"{_cls.__name__} ({_mode})",
-                   lambda r, c=_cls, m=_mode: c(2, 1, conv_size=2, mode=m, chunk_size=2, seed=r),
+                   lambda r, c=_cls, kw=_kw: c(2, 1, conv_size=2, seed=r, **kw),
                    (1, 3, 2), chapter="delta")

@@ -25,9 +25,10 @@ X^\top, -1)` for :math:`X = (I + A)^{-1}`).
 
 **Linear attention** is the same with :math:`U' = V` (no correction).
 
-Everything before the loop over chunks is ordinary engine ops (matmul, exp, masks), so
-autograd differentiates it and it runs on CuPy unchanged. The loop itself (:math:`T / C` steps,
-carrying :math:`S`) is one :class:`ChunkScan` node with a hand-written reverse scan.
+Everything before the loop over chunks is ordinary engine ops (matmul, exp, masks), which
+autograd differentiates, except :class:`UnitLowerInverse` with its hand-written backward above.
+The loop itself (:math:`T / C` steps, carrying :math:`S`) is one :class:`ChunkScan` node with a
+hand-written reverse scan. All of it runs on CuPy unchanged.
 """
 from __future__ import annotations
 

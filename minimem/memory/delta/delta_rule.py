@@ -32,41 +32,47 @@ from __future__ import annotations
 from ...autograd import ops
 from ...autograd.tensor import Tensor
 from ...backend import get_xp
-from .recurrent import RecurrentDeltaFunction, prepare_inputs
+from .recurrent import RecurrentDeltaFunction, mode_settings, prepare_inputs
 from .chunkwise import chunk_recurrence
 
 
-def _run(fn, q, k, v, beta, g, scale, initial_state, output_final_state, mode, chunk_size):
+def _run(fn, q, k, v, beta, g, scale, initial_state, output_final_state, mode, chunk_size,
+         checkpoint):
     if beta is None:
         raise TypeError(f"{fn}: beta is required (a Tensor of shape (B, H, T))")
-    q, k, v, beta, g, S0, scale = prepare_inputs(fn, q, k, v, beta, g, scale, initial_state,
-                                                 mode, chunk_size)
+    q, k, v, beta, g, S0, scale = prepare_inputs(fn, q, k, v, beta, g, scale, initial_state)
+    chunk_size, checkpoint = mode_settings(fn, mode, chunk_size, checkpoint)
     if mode == "chunk":
         o, S = chunk_recurrence(q, k, v, beta, g, S0, scale, chunk_size, delta=True)
     else:
         o, S = RecurrentDeltaFunction.apply(q, k, v, beta, g, S0, scale=scale, delta=True,
-                                            gated=g is not None, checkpoint=chunk_size)
+                                            gated=g is not None, checkpoint=checkpoint)
     return o, (S if output_final_state else None)
 
 
 def delta_rule(q, k, v, beta, scale=None, initial_state=None, output_final_state=False,
-               mode="recurrent", chunk_size=64):
+               mode="recurrent", chunk_size=None, checkpoint=None):
     """DeltaNet's recurrence; returns ``(o (B,H,T,D_v), S_T or None)``.
 
     ``q, k (B, H, T, D_k)`` (keys are usually L2-normalized), ``v (B, H, T, D_v)``,
-    ``beta (B, H, T)``, ``initial_state (B, H, D_k, D_v)``.
+    ``beta (B, H, T)``, ``initial_state (B, H, D_k, D_v)``. ``mode="recurrent"`` (Numba
+    kernel) stores the state every ``checkpoint`` tokens for its backward's replay;
+    ``mode="chunk"`` works on chunks of ``chunk_size`` tokens (both default to 64; each is an
+    error with the other mode). Neither changes the result, only speed and memory.
     """
     return _run("delta_rule", q, k, v, beta, None, scale, initial_state, output_final_state,
-                mode, chunk_size)
+                mode, chunk_size, checkpoint)
 
 
 def gated_delta_rule(q, k, v, beta, g, scale=None, initial_state=None,
-                     output_final_state=False, mode="recurrent", chunk_size=64):
-    """Gated DeltaNet's recurrence with log-decays ``g (B, H, T)`` (``g <= 0``)."""
+                     output_final_state=False, mode="recurrent", chunk_size=None,
+                     checkpoint=None):
+    """Gated DeltaNet's recurrence with log-decays ``g (B, H, T)`` (``g <= 0``); the other
+    arguments as in :func:`delta_rule`."""
     if g is None:
         raise TypeError("gated_delta_rule: g is required (log-decays of shape (B, H, T))")
     return _run("gated_delta_rule", q, k, v, beta, g, scale, initial_state,
-                output_final_state, mode, chunk_size)
+                output_final_state, mode, chunk_size, checkpoint)
 
 
 def delta_rule_reference(q, k, v, beta, g=None, scale=None, initial_state=None):

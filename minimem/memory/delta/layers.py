@@ -36,6 +36,7 @@ from ...nn.layers import Linear, RMSNorm
 from ...nn.module import Module, Parameter
 from .delta_rule import delta_rule, gated_delta_rule
 from .linear_attention import linear_attention
+from .recurrent import mode_settings
 
 
 class ShortConvolution(Module):
@@ -72,12 +73,17 @@ class ShortConvolution(Module):
 
 
 class _RecurrentMixer(Module):
-    """Shared projections / convolutions / norms; subclasses choose the recurrence."""
+    """Shared projections / convolutions / norms; subclasses choose the recurrence.
+
+    ``mode="chunk"`` (default) runs chunks of ``chunk_size`` tokens; ``mode="recurrent"`` runs
+    the Numba kernel, storing the state every ``checkpoint`` tokens for the backward (both
+    default to 64; giving the other mode's argument is an error).
+    """
 
     rule = "linear"
 
     def __init__(self, d_model, n_heads, d_head=None, conv_size=4, mode="chunk",
-                 chunk_size=64, output_norm=True, seed=None):
+                 chunk_size=None, checkpoint=None, output_norm=True, seed=None):
         super().__init__()
         cls = type(self).__name__
         for name, val in (("d_model", d_model), ("n_heads", n_heads)):
@@ -88,11 +94,11 @@ class _RecurrentMixer(Module):
                 raise ValueError(f"{cls}: d_model ({d_model}) must be divisible by n_heads "
                                  f"({n_heads}) when d_head is not given")
             d_head = d_model // n_heads
-        if mode not in ("recurrent", "chunk"):
-            raise ValueError(f"{cls}: mode must be 'recurrent' or 'chunk', got {mode!r}")
+        # chunk_size belongs to mode="chunk", checkpoint to mode="recurrent"; the other is None
+        self.chunk_size, self.checkpoint = mode_settings(cls, mode, chunk_size, checkpoint)
+        self.mode = mode
         rng = get_rng(seed)
         self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_head
-        self.mode, self.chunk_size = mode, chunk_size
         inner = n_heads * d_head
         self.W_q = Linear(d_model, inner, bias=False, seed=rng)
         self.W_k = Linear(d_model, inner, bias=False, seed=rng)
@@ -139,17 +145,24 @@ class _RecurrentMixer(Module):
     def _gate(self, x, o):
         return o
 
+    def _mode_arguments(self):
+        """``mode`` and its own tuning argument only (read now: ``self.mode`` may be changed)."""
+        if self.mode == "chunk":
+            return {"mode": "chunk", "chunk_size": self.chunk_size}
+        return {"mode": self.mode, "checkpoint": self.checkpoint}
+
     def extra_repr(self):
+        tuning = (f"chunk_size={self.chunk_size}" if self.mode == "chunk"
+                  else f"checkpoint={self.checkpoint}")
         return (f"d_model={self.d_model}, n_heads={self.n_heads}, d_head={self.d_head}, "
-                f"conv_size={self.conv_size}, mode={self.mode!r}")
+                f"conv_size={self.conv_size}, mode={self.mode!r}, {tuning}")
 
 
 class LinearAttention(_RecurrentMixer):
     """Linear attention layer: :math:`S_t = S_{t-1} + k_t v_t^\\top` per head."""
 
     def _mix(self, x, q, k, v):
-        return linear_attention(q, k, v, output_final_state=True, mode=self.mode,
-                                chunk_size=self.chunk_size)
+        return linear_attention(q, k, v, output_final_state=True, **self._mode_arguments())
 
 
 class DeltaNet(_RecurrentMixer):
@@ -160,8 +173,7 @@ class DeltaNet(_RecurrentMixer):
 
     def _mix(self, x, q, k, v):
         beta = ops.sigmoid(self._per_head(self.W_beta, x))
-        return delta_rule(q, k, v, beta, output_final_state=True, mode=self.mode,
-                          chunk_size=self.chunk_size)
+        return delta_rule(q, k, v, beta, output_final_state=True, **self._mode_arguments())
 
 
 class GatedDeltaNet(DeltaNet):
@@ -181,8 +193,8 @@ class GatedDeltaNet(DeltaNet):
         beta = ops.sigmoid(self._per_head(self.W_beta, x))
         g = -ops.exp(self.A_log) * ops.softplus(self.W_a(x) + self.dt_bias)   # (B, T, H)
         g = ops.transpose(g, (0, 2, 1))
-        return gated_delta_rule(q, k, v, beta, g, output_final_state=True, mode=self.mode,
-                                chunk_size=self.chunk_size)
+        return gated_delta_rule(q, k, v, beta, g, output_final_state=True,
+                                **self._mode_arguments())
 
     def _gate(self, x, o):
         return o * ops.silu(self.W_g(x))

@@ -28,25 +28,27 @@ from __future__ import annotations
 from ...autograd import ops
 from ...autograd.tensor import Tensor
 from ...backend import get_xp
-from .recurrent import RecurrentDeltaFunction, prepare_inputs
+from .recurrent import RecurrentDeltaFunction, mode_settings, prepare_inputs
 from .chunkwise import chunk_recurrence
 
 
 def linear_attention(q, k, v, scale=None, initial_state=None, output_final_state=False,
-                     mode="recurrent", chunk_size=64):
+                     mode="recurrent", chunk_size=None, checkpoint=None):
     """Causal linear attention; returns ``(o (B,H,T,D_v), S_T or None)``.
 
     ``q, k (B, H, T, D_k)``, ``v (B, H, T, D_v)``, ``initial_state (B, H, D_k, D_v)``;
-    ``mode`` is ``"recurrent"`` (Numba kernel) or ``"chunk"`` (matmuls, ``chunk_size`` tokens).
+    ``mode`` is ``"recurrent"`` (Numba kernel, the state stored every ``checkpoint`` tokens
+    for the backward's replay) or ``"chunk"`` (matmuls on chunks of ``chunk_size`` tokens).
+    Both default to 64, and each is an error with the other mode.
     """
     q, k, v, _, _, S0, scale = prepare_inputs("linear_attention", q, k, v, scale=scale,
-                                              initial_state=initial_state, mode=mode,
-                                              chunk_size=chunk_size)
+                                              initial_state=initial_state)
+    chunk_size, checkpoint = mode_settings("linear_attention", mode, chunk_size, checkpoint)
     if mode == "chunk":
         o, S = chunk_recurrence(q, k, v, None, None, S0, scale, chunk_size, delta=False)
     else:
         o, S = RecurrentDeltaFunction.apply(q, k, v, None, None, S0, scale=scale, delta=False,
-                                            gated=False, checkpoint=chunk_size)
+                                            gated=False, checkpoint=checkpoint)
     return o, (S if output_final_state else None)
 
 

@@ -6,6 +6,10 @@ r"""Shared plumbing of the linear-attention / delta-rule chapter.
 * :func:`prepare_inputs`: argument checks shared by ``linear_attention``, ``delta_rule`` and
   ``gated_delta_rule`` (shapes ``(B, H, T, D)``, ``beta``/``g`` ``(B, H, T)``, state
   ``(B, H, D_k, D_v)``), so every public function fails with the same clear messages.
+* :func:`mode_settings`: ``mode`` and its one tuning argument. ``chunk_size`` is the chunk
+  length of ``mode="chunk"``; ``checkpoint`` is the interval (in tokens) at which
+  ``mode="recurrent"`` stores the state for the backward's replay. Each belongs to one mode,
+  so passing it with the other mode is an error rather than silently ignored.
 """
 from __future__ import annotations
 
@@ -16,19 +20,23 @@ import numpy as np
 from ...autograd.function import Function
 from ...autograd.tensor import Tensor
 from ...backend import get_xp
-from ...kernels.delta_recurrent import recurrent_backward, recurrent_forward
+from ...kernels.delta_recurrent import (DEFAULT_CHECKPOINT, recurrent_backward,
+                                        recurrent_forward)
 
 MODES = ("recurrent", "chunk")
+DEFAULT_CHUNK_SIZE = 64
 
 
 class RecurrentDeltaFunction(Function):
     """``(o, S_T) = recurrence(q, k, v, beta, g, S0)``; ``beta``/``g``/``S0`` may be None.
 
-    ``delta=False`` is linear attention (``beta`` unused), ``gated=False`` means ``g = 0``.
+    ``delta=False`` is linear attention (``beta`` unused), ``gated=False`` means ``g = 0``;
+    ``checkpoint`` is the interval (tokens) between the states kept for the backward.
     """
 
     @staticmethod
-    def forward(ctx, q, k, v, beta, g, S0, scale=1.0, delta=True, gated=False, checkpoint=64):
+    def forward(ctx, q, k, v, beta, g, S0, scale=1.0, delta=True, gated=False,
+                checkpoint=DEFAULT_CHECKPOINT):
         xp = get_xp(q)
         B, H, T, Dk = q.shape
         Dv = v.shape[-1]
@@ -67,8 +75,7 @@ def _as_tensor(fn, name, x):
     raise TypeError(f"{fn}: {name} must be a Tensor (or an array), got {type(x).__name__}")
 
 
-def prepare_inputs(fn, q, k, v, beta=None, g=None, scale=None, initial_state=None,
-                   mode="recurrent", chunk_size=64):
+def prepare_inputs(fn, q, k, v, beta=None, g=None, scale=None, initial_state=None):
     """Check every argument; return ``(q, k, v, beta, g, S0, scale)`` as Tensors / a float."""
     q, k, v = (_as_tensor(fn, n, x) for n, x in (("q", q), ("k", k), ("v", v)))
     for name, x in (("q", q), ("k", k), ("v", v)):
@@ -103,9 +110,34 @@ def prepare_inputs(fn, q, k, v, beta=None, g=None, scale=None, initial_state=Non
         scale = Dk ** -0.5
     if not isinstance(scale, numbers.Real) or isinstance(scale, bool):
         raise TypeError(f"{fn}: scale must be a real number or None, got {scale!r}")
+    return q, k, v, beta, g, initial_state, float(scale)
+
+
+def mode_settings(fn, mode, chunk_size=None, checkpoint=None):
+    """Check ``mode`` and its tuning argument; return ``(chunk_size, checkpoint)``.
+
+    The one that ``mode`` uses comes back validated (``None``: its default, 64 tokens), the
+    other as ``None``. Giving the other mode's argument raises a ValueError naming the conflict.
+    """
     if mode not in MODES:
         raise ValueError(f"{fn}: mode must be one of {MODES}, got {mode!r}")
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, numbers.Integral) \
-            or chunk_size < 1:
-        raise ValueError(f"{fn}: chunk_size must be an int >= 1, got {chunk_size!r}")
-    return q, k, v, beta, g, initial_state, float(scale)
+    if mode == "chunk":
+        if checkpoint is not None:
+            raise ValueError(f"{fn}: checkpoint= is the state-saving interval of "
+                             f"mode='recurrent'; got checkpoint={checkpoint!r} with "
+                             f"mode='chunk' (its chunk length is chunk_size=)")
+        size = DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size
+        return _positive_int(fn, "chunk_size", size), None
+    if chunk_size is not None:
+        raise ValueError(f"{fn}: chunk_size= is the chunk length of mode='chunk'; got "
+                         f"chunk_size={chunk_size!r} with mode='recurrent' (its state-saving "
+                         f"interval is checkpoint=)")
+    interval = DEFAULT_CHECKPOINT if checkpoint is None else checkpoint
+    return None, _positive_int(fn, "checkpoint", interval)
+
+
+def _positive_int(fn, name, value):
+    """A count of tokens: an int >= 1 (bool rejected, though it is an int)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{fn}: {name} must be a positive int (tokens), got {value!r}")
+    return int(value)

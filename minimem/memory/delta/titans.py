@@ -124,12 +124,15 @@ def neural_memory(q, k, v, theta, eta, alpha, params0, memory="linear"):
     return ops.stack(outs, axis=2), params
 
 
-def titans_as_gated_delta(q, k, v, theta, alpha, initial_state=None, mode="recurrent"):
-    """The linear memory with ``eta = 0`` computed by :func:`gated_delta_rule` (see above)."""
+def titans_as_gated_delta(q, k, v, theta, alpha, initial_state=None, mode="recurrent",
+                          chunk_size=None, checkpoint=None):
+    """The linear memory with ``eta = 0`` computed by :func:`gated_delta_rule` (see above);
+    ``mode``, ``chunk_size`` and ``checkpoint`` are passed to it unchanged."""
     keep = 1 - alpha
     return gated_delta_rule(q, k, v * ops.expand_dims(keep, -1), 2 * theta / keep,
                             ops.log(keep), scale=1.0, initial_state=initial_state,
-                            output_final_state=True, mode=mode)
+                            output_final_state=True, mode=mode, chunk_size=chunk_size,
+                            checkpoint=checkpoint)
 
 
 class NeuralMemory(Module):

@@ -52,12 +52,17 @@ import numpy as np
 
 from ...autograd import ops
 from ...autograd.function import Function
-from ...autograd.tensor import Tensor
 from ...autograd.sparse import RowSparseGrad
+from ...autograd.tensor import Tensor
 from ...backend import get_xp
-from ...kernels.product_topk import (flat_scan_topk, gather_weighted_rows,
-                                    gather_weighted_rows_grad_w, picked_scores_backward,
-                                    product_topk, scatter_weighted_rows)
+from ...kernels.product_topk import (
+    gather_weighted_rows,
+    gather_weighted_rows_grad_w,
+    picked_scores_backward,
+    product_topk,
+    scatter_weighted_rows,
+)
+from ...kernels.topk import topk_inner_product
 
 
 # ------------------------------------------------------------------------------------------
@@ -229,7 +234,7 @@ def product_keys_flat(C1, C2):
 
 def flat_key_topk(q1, q2, C1, C2, k):
     """The brute-force baseline: the same result as :func:`product_key_topk` from an exact
-    scan of all N product keys (:func:`minimem.kernels.flat_scan_topk`, O(N d) per query).
+    scan of all N product keys (:func:`minimem.kernels.topk.topk_inner_product`, O(N d) per query).
 
     The keys of one head are built at a time (an (N, d) array); the backward is the same
     sparse :class:`PickedScores`.
@@ -245,7 +250,7 @@ def flat_key_topk(q1, q2, C1, C2, k):
     for h in range(H):
         keys = product_keys_flat(C1.data[h], C2.data[h])
         q = xp.concatenate([q1.data[:, h], q2.data[:, h]], axis=1)
-        v, i = flat_scan_topk(q, keys, k)
+        v, i = topk_inner_product(q, keys, k)
         values.append(v)
         slots.append(i)
     values = xp.stack(values, axis=1).astype(q1.dtype, copy=False)
@@ -262,7 +267,7 @@ class WeightedRead(Function):
     ``sparse_grad=True``: it is a :class:`~minimem.autograd.sparse.RowSparseGrad` that keeps the
     factors :math:`(i_{mj}, w_{mj}, \bar o_m)` as they are (O(M J + M d) numbers, no work), and
     the optimizer updates only the rows read. Kernels:
-    :func:`minimem.kernels.product_topk.gather_weighted_rows`, ``gather_weighted_rows_grad_w``
+    :func:`minimem.kernels.weighted_read.gather_weighted_rows`, ``gather_weighted_rows_grad_w``
     and ``scatter_weighted_rows`` (together ``gather_weighted_rows_backward``; NumPy twins
     ``*_reference``; Exercise 30.3).
     """

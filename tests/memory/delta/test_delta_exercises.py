@@ -1,33 +1,12 @@
 """Graded exercises of the delta-rule chapter (20.1-20.4), checked against naive NumPy
-formulations written here."""
+formulations written in the tests (``naive_delta_recurrence`` of ``tests/_helpers.py``)."""
 import numpy as np
 import pytest
+from _helpers import naive_delta_recurrence, tensor64
 
 import minimem as mm
 from minimem.kernels.delta_recurrent import step_backward_reference
 from minimem.memory import delta_rule_reference, linear_attention_reference, ut_transform
-
-
-def _t(x, grad=False):
-    return mm.tensor(x, requires_grad=grad, dtype=np.float64)
-
-
-def _naive(q, k, v, beta, g, S0, scale, delta=True):
-    """Token by token for every (b, h): returns o and the final state."""
-    B, H, T, _ = q.shape
-    o, S_T = np.zeros(v.shape), np.zeros(S0.shape)
-    for b in range(B):
-        for h in range(H):
-            S = S0[b, h].copy()
-            for t in range(T):
-                if g is not None:
-                    S = np.exp(g[b, h, t]) * S
-                kt = k[b, h, t]
-                w = beta[b, h, t] * (v[b, h, t] - S.T @ kt) if delta else v[b, h, t]
-                S = S + np.outer(kt, w)
-                o[b, h, t] = S.T @ (scale * q[b, h, t])
-            S_T[b, h] = S
-    return o, S_T
 
 
 def _data(rng, B=2, H=2, T=6, Dk=3, Dv=4):
@@ -40,15 +19,16 @@ def _data(rng, B=2, H=2, T=6, Dk=3, Dv=4):
 @pytest.mark.exercise("20.1", points=2)
 def test_linear_attention_step(rng):
     q, k, v, _, _, S0 = _data(rng)
-    o, S = linear_attention_reference(_t(q), _t(k), _t(v), scale=0.5, initial_state=_t(S0))
-    o_n, S_n = _naive(q, k, v, None, None, S0, 0.5, delta=False)
+    o, S = linear_attention_reference(*map(tensor64, (q, k, v)), scale=0.5,
+                                      initial_state=tensor64(S0))
+    o_n, S_n = naive_delta_recurrence(q, k, v, None, None, S0, 0.5, delta=False)
     np.testing.assert_allclose(o.numpy(), o_n, atol=1e-10)
     np.testing.assert_allclose(S.numpy(), S_n, atol=1e-10)
 
 
 @pytest.mark.exercise("20.1", points=2)
 def test_linear_attention_step_is_differentiable(rng):
-    q, k, v, _, _, S0 = (_t(a, True) for a in _data(rng, B=1, H=1, T=3, Dk=2, Dv=2))
+    q, k, v, _, _, S0 = (tensor64(a, True) for a in _data(rng, B=1, H=1, T=3, Dk=2, Dv=2))
     mm.gradcheck(lambda *xs: linear_attention_reference(*xs[:3], initial_state=xs[3]),
                  (q, k, v, S0))
 
@@ -57,16 +37,16 @@ def test_linear_attention_step_is_differentiable(rng):
 @pytest.mark.parametrize("gated", [False, True])
 def test_delta_rule_step(rng, gated):
     q, k, v, beta, g, S0 = _data(rng)
-    o, S = delta_rule_reference(_t(q), _t(k), _t(v), _t(beta), _t(g) if gated else None,
-                                scale=0.7, initial_state=_t(S0))
-    o_n, S_n = _naive(q, k, v, beta, g if gated else None, S0, 0.7)
+    o, S = delta_rule_reference(*map(tensor64, (q, k, v, beta)), tensor64(g) if gated else None,
+                                scale=0.7, initial_state=tensor64(S0))
+    o_n, S_n = naive_delta_recurrence(q, k, v, beta, g if gated else None, S0, 0.7)
     np.testing.assert_allclose(o.numpy(), o_n, atol=1e-10)
     np.testing.assert_allclose(S.numpy(), S_n, atol=1e-10)
 
 
 @pytest.mark.exercise("20.2", points=2)
 def test_delta_rule_step_is_differentiable(rng):
-    q, k, v, beta, g, S0 = (_t(a, True) for a in _data(rng, B=1, H=1, T=3, Dk=2, Dv=2))
+    q, k, v, beta, g, S0 = (tensor64(a, True) for a in _data(rng, B=1, H=1, T=3, Dk=2, Dv=2))
     mm.gradcheck(lambda *xs: delta_rule_reference(*xs[:5], initial_state=xs[5]),
                  (q, k, v, beta, g, S0))
 
@@ -106,8 +86,8 @@ def test_step_backward_matches_finite_differences(rng, delta, gated):
     def step(S_prev, q, k, v, beta, g):
         a = np.exp(g)[:, None, None] if gated else 1.0
         St = a * S_prev
-        w = beta[:, None] * (v - np.einsum("nij,ni->nj", St, k)) if delta else v
-        S = St + k[:, :, None] * w[:, None, :]
+        u = beta[:, None] * (v - np.einsum("nij,ni->nj", St, k)) if delta else v
+        S = St + k[:, :, None] * u[:, None, :]
         return S, np.einsum("nij,ni->nj", S, scale * q)
 
     args = [S_prev, q, k, v, beta, g]

@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 import minimem as mm
-from minimem.autograd.registry import cases, run_case
+from minimem.autograd.registry import cases
 from minimem.memory import DeltaNet, GatedDeltaNet, LinearAttention, ShortConvolution
 from minimem.nn import TransformerLM
 
@@ -33,12 +33,23 @@ def test_short_convolution_is_a_causal_depthwise_filter(rng):
         ShortConvolution(3, 0)
 
 
-def test_registered_layer_cases_pass():
-    layer_cases = [c for c in cases("delta") if c.name.split(" ")[0] in
-                   ("LinearAttention", "DeltaNet", "GatedDeltaNet", "ShortConvolution")]
-    assert len(layer_cases) == 7
-    for c in layer_cases:
-        assert run_case(c)["passed"], c.name
+def test_every_layer_has_a_gradcheck_case_in_each_mode():
+    names = {c.name for c in cases("delta")}
+    want = {f"{cls} ({mode})" for cls in ("LinearAttention", "DeltaNet", "GatedDeltaNet")
+            for mode in ("recurrent", "chunk")} | {"ShortConvolution"}
+    assert want <= names, want - names
+
+
+@pytest.mark.parametrize("cls", [LinearAttention, DeltaNet, GatedDeltaNet])
+def test_layer_checkpoint_interval_changes_nothing(rng, cls):
+    x = mm.tensor(rng.standard_normal((2, 9, 8)))
+    outputs = [cls(8, 2, mode="recurrent", checkpoint=c, seed=0).double()(x).numpy()
+               for c in (1, 4, 9, 20)]
+    for y in outputs[1:]:
+        np.testing.assert_array_equal(y, outputs[0])
+    layer = cls(8, 2, mode="chunk", chunk_size=4, seed=0).double()
+    np.testing.assert_allclose(layer(x).numpy(), outputs[0], atol=1e-10)
+    assert "chunk_size=4" in repr(layer)
 
 
 @pytest.mark.parametrize("cls", [DeltaNet, GatedDeltaNet])
@@ -63,6 +74,14 @@ def test_layer_bad_arguments():
         DeltaNet(10, 3)
     with pytest.raises(ValueError, match="GatedDeltaNet: mode must be"):
         GatedDeltaNet(8, 2, mode="fast")
+    with pytest.raises(ValueError, match="DeltaNet: checkpoint= .* with mode='chunk'"):
+        DeltaNet(8, 2, checkpoint=16)                 # mode="chunk" is the layers' default
+    with pytest.raises(ValueError, match="LinearAttention: chunk_size= .* with "
+                                         "mode='recurrent'"):
+        LinearAttention(8, 2, mode="recurrent", chunk_size=16)
+    with pytest.raises(ValueError, match=r"GatedDeltaNet: checkpoint must be a positive int "
+                                         r"\(tokens\), got 0"):
+        GatedDeltaNet(8, 2, mode="recurrent", checkpoint=0)
     layer = DeltaNet(8, 2)
     with pytest.raises(ValueError, match=r"DeltaNet: expected x of shape \(B, T, 8\)"):
         layer(mm.zeros(2, 3, 5))

@@ -90,14 +90,12 @@ def test_gradcheck(fn):
     assert mm.gradcheck(fn, (leaf(rng, 2, 3), leaf(rng, 4, 3)))
 
 
-def test_registered_cases_pass():
-    from minimem.autograd.registry import cases, run_case
+def test_cases_are_registered():  # they run in tests/apps/test_gradcheck_cases.py
+    from minimem.autograd.registry import cases
 
-    names = [c.name for c in cases("hopfield")]
-    assert {"softmax1", "hopfield_energy", "Hopfield (3 steps)", "HopfieldPooling"} <= set(names)
-    for c in cases("hopfield"):
-        if not c.name.startswith(("Hopfield ", "HopfieldLayer", "HopfieldPooling")):
-            assert run_case(c)["passed"], c.name
+    names = {c.name for c in cases("hopfield")}
+    assert {"softmax1", "hopfield_energy", "Hopfield (1 step, 2 heads)", "Hopfield (3 steps)",
+            "HopfieldLayer (2 steps)", "HopfieldPooling"} <= names
 
 
 # -- energy ------------------------------------------------------------------------------------

@@ -85,7 +85,7 @@ def test_mrbp_gradient_reaches_a_learned_initial_memory():
     model, segs = make_model(), make_segments(3)
     _, gb, _ = run(bptt, model, segs, memory0=lambda: model.init_memory(B))
     _, gm, _ = run(mrbp, model, segs, memory0=lambda: model.init_memory(B))
-    assert gb["memory_init"] is not None
+    assert np.abs(gb["memory_init"]).max() > 0
     assert_same_grads(gb, gm)
 
 

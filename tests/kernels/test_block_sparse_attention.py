@@ -5,11 +5,6 @@ Also run under NUMBA_DISABLE_JIT=1 (the kernels then run as plain Python).
 import numpy as np
 import pytest
 
-from minimem.kernels.topk import (
-    batched_topk_inner_product,
-    topk_inner_product,
-    topk_inner_product_reference,
-)
 from minimem.kernels.block_sparse_attention import (
     block_sparse_attention_backward,
     block_sparse_attention_backward_reference,
@@ -92,26 +87,6 @@ def test_layout_to_csr():
     row_ptr, cols = layout_to_csr(layout)
     np.testing.assert_array_equal(row_ptr, [0, 2, 2, 5])
     np.testing.assert_array_equal(cols, [0, 2, 0, 1, 2])
-
-
-def test_topk_inner_product_is_exact_sorted_and_breaks_ties_by_index():
-    rng = np.random.default_rng(1)
-    queries, keys = rng.standard_normal((7, 5)), rng.standard_normal((30, 5))
-    vals, idx = topk_inner_product(queries, keys, 4, chunk=3)
-    s = queries @ keys.T
-    for n in range(7):
-        expected = sorted(range(30), key=lambda j: -s[n, j])[:4]
-        np.testing.assert_array_equal(idx[n], expected)
-        np.testing.assert_allclose(vals[n], s[n, expected])
-    keys_tied = np.repeat(np.eye(3), 2, axis=0)          # each key twice
-    vals, idx = topk_inner_product(np.array([[0.0, 1.0, 0.0]]), keys_tied, 3)
-    np.testing.assert_array_equal(idx[0], [2, 3, 0])    # ties: lower index first
-    _, ref_idx = topk_inner_product_reference(np.array([[0.0, 1.0, 0.0]]), keys_tied, 3)
-    np.testing.assert_array_equal(idx, ref_idx)
-    _, bi = batched_topk_inner_product(queries[None].repeat(2, 0), keys[None].repeat(2, 0), 4)
-    np.testing.assert_array_equal(bi[1], topk_inner_product_reference(queries, keys, 4)[1])
-    with pytest.raises(ValueError, match="topk_inner_product: k must be in"):
-        topk_inner_product(queries, keys, 31)
 
 
 @pytest.mark.exercise("40.4", points=3)
