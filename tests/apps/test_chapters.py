@@ -46,6 +46,10 @@ def test_memory_chapter_folder_has_the_file_roles(ch):
     folder = PACKAGE.joinpath(*ch.package.split(".")[1:])
     for name in ROLE_FILES:
         assert (folder / name).is_file(), f"{folder.name}/{name}"
+    # a chapter that adds layers to a transformer keeps them in layers.py (segment's models
+    # are the mechanisms themselves)
+    if ch.key != "mrbp":
+        assert (folder / "layers.py").is_file(), f"{folder.name}/layers.py"
     package = importlib.import_module(ch.package)
     # the chapter exports exactly what minimem.memory re-exports of it
     assert package.__all__ and set(package.__all__) <= set(memory.__all__)

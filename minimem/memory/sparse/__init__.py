@@ -6,16 +6,17 @@ r"""Chapter 40: sparse attention, blockwise attention and kNN memory (mechanisms
   :mod:`minimem.kernels.block_sparse_attention`) against its dense masked reference.
 * :mod:`.blockwise`: the online-softmax merge of partial attention results.
 * :mod:`.knn_memory`: an external kNN memory of past keys and values (Memorizing Transformers).
+* :mod:`.layers`: ``SparseAttention`` and ``KNNAttention``, the Modules of a transformer.
 
 Experiments are in :mod:`.lab`, figures in :mod:`.plots`, gradient-check cases in :mod:`.cases`.
 """
 from .blockwise import (Partial, blockwise_attention, empty_partial, finish_partial,
     merge_partials, online_softmax_trace, partial_attention)
-from .knn_memory import KNNAttention, KNNMemory, Retrieved, knn_attention
+from .knn_memory import KNNMemory, Retrieved, knn_attention
+from .layers import KNNAttention, SparseAttention
 from .patterns import (attended_pairs, block_layout, density, expand_layout, factorized_masks,
     fixed_mask, mask_to_layout, reachability, sparse_mask, strided_mask)
-from .sparse_attention import (SparseAttention, layout_mask, sparse_attention,
-    sparse_attention_dense)
+from .sparse_attention import layout_mask, sparse_attention, sparse_attention_dense
 
 __all__ = [
     "attended_pairs",

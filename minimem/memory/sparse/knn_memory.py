@@ -24,11 +24,8 @@ from typing import NamedTuple
 import numpy as np
 
 from ...autograd import Tensor, ops
-from ...backend import get_default_dtype, get_rng, get_xp
+from ...backend import get_default_dtype, get_xp
 from ...kernels.topk import batched_topk_inner_product
-from ...nn.attention import merge_heads, split_heads
-from ...nn.layers import Linear
-from ...nn.module import Module, Parameter
 from .blockwise import Partial, empty_partial, finish_partial, merge_partials, partial_attention
 
 
@@ -178,37 +175,3 @@ def knn_attention(q, local_kv, memory, topk, gate=None, causal=True, scale=None,
     return (out, retrieved) if return_retrieved else out
 
 
-class KNNAttention(Module):
-    """Multi-head causal attention with a kNN memory of past segments (a Memorizing layer).
-
-    Each call attends locally within ``x`` and over the ``topk`` pairs retrieved from
-    ``memory``, gated per head by ``sigmoid(gate)``; then (if ``memorize``) appends this
-    segment's keys and values to the memory. Call ``memory.clear()`` between documents.
-    Usable as a ``mixer`` factory target (accepts ``layer``).
-    """
-
-    def __init__(self, d_model, n_heads, capacity=1024, topk=8, gated=True, seed=None, layer=0):
-        super().__init__()
-        if not isinstance(n_heads, numbers.Integral) or n_heads < 1 or d_model % n_heads:
-            raise ValueError(f"KNNAttention: d_model ({d_model}) must be divisible by n_heads "
-                             f"({n_heads})")
-        rng = get_rng(seed)
-        self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
-        self.W_q, self.W_k, self.W_v, self.W_o = (Linear(d_model, d_model, seed=rng)
-                                                  for _ in range(4))
-        self.gate = Parameter(np.zeros(n_heads)) if gated else None
-        self.memory = KNNMemory(capacity, self.d_head, self.d_head)
-        self.topk, self.layer, self.memorize = topk, layer, True
-        self.last_retrieved = None
-
-    def forward(self, x):
-        if not isinstance(x, Tensor) or x.ndim != 3 or x.shape[-1] != self.d_model:
-            raise ValueError(f"KNNAttention: expected x of shape (B, T, {self.d_model}), got "
-                             f"{getattr(x, 'shape', type(x).__name__)}")
-        q, k, v = (split_heads(W(x), self.n_heads) for W in (self.W_q, self.W_k, self.W_v))
-        self.memory.dtype = np.dtype(x.dtype)
-        o, self.last_retrieved = knn_attention(q, (k, v), self.memory, self.topk, self.gate,
-                                               return_retrieved=True)
-        if self.memorize:
-            self.memory.add(k.data, v.data)
-        return self.W_o(merge_heads(o))

@@ -1,7 +1,7 @@
 r"""Experiments of the sparse-attention chapter (used by the notebook, the tour and the tests).
 
 * :class:`MemorizingLM` reads a long sequence segment by segment (its attention window is one
-  segment) with a :class:`~minimem.memory.sparse.knn_memory.KNNAttention` layer; the kNN memory of the
+  segment) with a :class:`~minimem.memory.sparse.layers.KNNAttention` layer; the kNN memory of the
   earlier segments lets it answer a passkey placed segments before the query
   (:func:`passkey_knn_experiment`).
 * :func:`pattern_lm` builds a ``TransformerLM`` whose attention is dense, ``fixed`` or
@@ -19,8 +19,7 @@ from ...nn.attention import TransformerLM
 from ...nn.layers import MLP, Embedding, LayerNorm, Linear
 from ...nn.module import Module
 from ...optim import Adam
-from .knn_memory import KNNAttention
-from .sparse_attention import SparseAttention
+from .layers import KNNAttention, SparseAttention
 
 
 class MemorizingLM(Module):

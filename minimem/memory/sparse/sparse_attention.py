@@ -34,12 +34,9 @@ from ...kernels.block_sparse_attention import (
     block_sparse_attention_forward,
 )
 from ...nn.attention import (
-    MultiHeadAttention,
-    merge_heads,
     scaled_dot_product_attention,
-    split_heads,
 )
-from .patterns import block_layout, expand_layout
+from .patterns import expand_layout
 
 
 class _BlockSparseAttention(Function):
@@ -112,42 +109,3 @@ def sparse_attention_dense(q, k, v, layout, block_size, scale=None, causal=True)
     return scaled_dot_product_attention(q, k, v, mask=get_xp(q.data).asarray(mask), scale=scale)
 
 
-class SparseAttention(MultiHeadAttention):
-    """Multi-head self-attention whose heads attend through a block-sparse pattern.
-
-    ``SparseAttention(d_model, n_heads, pattern="fixed", block_size=16, causal=True, **params)``
-    with ``params`` of :func:`block_layout` in blocks (e.g. ``l=2, c=1`` for ``fixed``). It is a
-    ``mixer`` for ``TransformerLM``: ``mixer=lambda **kw: SparseAttention(**kw, pattern=...)``
-    (the extra ``layer`` keyword is accepted). Its layout for length T is
-    ``block_layout(pattern, ceil(T / block_size), **params)``.
-    """
-
-    def __init__(self, d_model, n_heads, pattern="fixed", block_size=16, causal=True, bias=True,
-                 seed=None, layer=0, **params):
-        super().__init__(d_model, n_heads, causal=causal, bias=bias, seed=seed)
-        if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral) \
-                or block_size < 1:
-            raise ValueError(f"SparseAttention: block_size must be a positive int, got "
-                             f"{block_size!r}")
-        block_layout(pattern, 1, **params)  # validates pattern and params now, not at forward
-        self.pattern, self.block_size, self.params = pattern, int(block_size), params
-        self.layer = layer
-
-    def layout(self, T):
-        """The block layout used for a sequence of length T."""
-        return block_layout(self.pattern, -(-T // self.block_size), **self.params)
-
-    def forward(self, x, mask=None):
-        if mask is not None:
-            raise ValueError("SparseAttention: a mask is not supported; the pattern is the mask")
-        if not isinstance(x, Tensor) or x.ndim != 3 or x.shape[-1] != self.d_model:
-            raise ValueError(f"SparseAttention: expected x of shape (B, T, {self.d_model}), got "
-                             f"{getattr(x, 'shape', type(x).__name__)}")
-        q, k, v = (split_heads(W(x), self.n_heads) for W in (self.W_q, self.W_k, self.W_v))
-        o = sparse_attention(q, k, v, self.layout(x.shape[1]), self.block_size,
-                             causal=self.causal)
-        return self.W_o(merge_heads(o))
-
-    def extra_repr(self):
-        return (f"d_model={self.d_model}, n_heads={self.n_heads}, pattern={self.pattern!r}, "
-                f"block_size={self.block_size}, causal={self.causal}, {self.params}")
