@@ -44,8 +44,8 @@ def format_gradcheck_table(rows) -> str:
 
 def gradcheck_markdown(rows) -> str:
     """The rows as a Markdown table with a pass count."""
-    lines = ["| op | chapter | input shapes | mode | max rel err | max abs err | time (s) | result |",
-             "|---|---|---|---|---:|---:|---:|---|"]
+    lines = ["| op | chapter | input shapes | mode | max rel err | max abs err | time (s) "
+             "| result |", "|---|---|---|---|---:|---:|---:|---|"]
     for r in rows:
         lines.append(
             f"| {r['op']} | {r['chapter']} | {r['shapes']} | {r['mode']} | "

@@ -21,14 +21,6 @@ def tensor64(x, grad=False):
     return mm.tensor(x, requires_grad=grad, dtype=np.float64)
 
 
-def perturbed(module, rng, scale=0.1):
-    """``module`` in float64 with every parameter moved off its init by ``scale`` noise."""
-    module = module.double()
-    for p in module.parameters():
-        p.data = p.data + scale * rng.standard_normal(p.shape)
-    return module
-
-
 def to_np(x):
     """A NumPy array from a Tensor, a CuPy array or anything array-like."""
     if isinstance(x, mm.Tensor):

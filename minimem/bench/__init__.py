@@ -1,8 +1,9 @@
 """``minimem bench``: each benchmark times our implementation and its baselines in one run.
 
 A chapter's benchmark is the module of this package named by its key (``minimem.chapters``):
-``delta.py`` for chapter 20, with ``DESCRIPTION`` and ``run(quick: bool) -> list[Row]``. Ratios are always between timings
-taken in the same process, so they mean something on any machine.
+``delta.py`` for chapter 20, with ``DESCRIPTION`` and ``run(quick: bool) -> list[Row]``.
+Ratios are always between timings taken in the same process, so they mean something on any
+machine.
 """
 from __future__ import annotations
 

@@ -21,7 +21,8 @@ future, :math:`\bar x` the gradient of the loss w.r.t. :math:`x`):
     \text{delta: } \bar\beta_t = \bar u \cdot r_t,\ \bar r = \beta_t \bar u,\ \bar v_t = \bar r,\
     \bar{\tilde S} = \bar S - k_t \bar r^\top,\ \bar k_t \mathrel{-}= \tilde S_t \bar r, \qquad
     \text{linear: } \bar v_t = \bar u,\ \bar{\tilde S} = \bar S, \\
-    \bar g_t = \langle \bar{\tilde S}, \tilde S_t \rangle, \qquad \bar S \leftarrow a_t \bar{\tilde S}
+    \bar g_t = \langle \bar{\tilde S}, \tilde S_t \rangle, \qquad
+    \bar S \leftarrow a_t \bar{\tilde S}
     \quad(\text{so } \bar S_0 \text{ after the first step}).
 
 In the code ``r``, ``u``, ``du``, ``dr``, ``dS`` are :math:`r_t, u_t, \bar u, \bar r, \bar S`;
@@ -295,13 +296,12 @@ def _n_segments(T, checkpoint):
     return max(1, -(-T // checkpoint))
 
 
-def _check_checkpoint(fn, checkpoint):
-    """``checkpoint`` as an int >= 1 (bool rejected): the kernels divide and index by it."""
-    if isinstance(checkpoint, bool) or not isinstance(checkpoint, numbers.Integral) \
-            or checkpoint < 1:
-        raise ValueError(f"{fn}: checkpoint must be a positive int (tokens), got "
-                         f"{checkpoint!r}")
-    return int(checkpoint)
+def check_tokens(fn, name, value):
+    """``value`` (a count of tokens: ``checkpoint``, ``chunk_size``) as an int >= 1, bool
+    rejected: the kernels divide and index by it."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{fn}: {name} must be a positive int (tokens), got {value!r}")
+    return int(value)
 
 
 def _check(fn, q, k, v, beta, g, S):
@@ -323,7 +323,7 @@ def recurrent_forward(q, k, v, beta, g, S0, scale, delta=True, gated=False,
     ``checkpoints[:, s]`` is the state before step ``s * checkpoint`` (what the backward needs).
     """
     _check("recurrent_forward", q, k, v, beta, g, S0)
-    checkpoint = _check_checkpoint("recurrent_forward", checkpoint)
+    checkpoint = check_tokens("recurrent_forward", "checkpoint", checkpoint)
     if get_xp(q) is not np:
         return recurrent_forward_reference(q, k, v, beta, g, S0, scale, delta, gated, checkpoint)
     N, T, Dk = k.shape
@@ -345,7 +345,7 @@ def recurrent_backward(q, k, v, beta, g, ckpts, scale, do, dS_T, delta=True, gat
     ``ckpts`` and ``checkpoint`` are those of the :func:`recurrent_forward` call.
     """
     _check("recurrent_backward", q, k, v, beta, g, dS_T)
-    checkpoint = _check_checkpoint("recurrent_backward", checkpoint)
+    checkpoint = check_tokens("recurrent_backward", "checkpoint", checkpoint)
     N, T, _ = k.shape
     want = (N, _n_segments(T, checkpoint)) + dS_T.shape[1:]
     if ckpts.shape != want:   # the kernel indexes ckpts unchecked: a mismatch would read past it

@@ -28,8 +28,7 @@ two first-level top-k lists, and the search costs :math:`O(n + k^2)` per query i
   :func:`minimem.kernels.topk.topk_inner_product`; its running top-k list
   (:func:`~minimem.kernels.topk.topk_insert`) is the candidate loop's, and its row scan is
   what :func:`topk_rows` falls back to on a row with NaN.
-* the memory read and its scatter-add backward live in :mod:`minimem.kernels.weighted_read`
-  (re-exported here).
+* the memory read and its scatter-add backward live in :mod:`minimem.kernels.weighted_read`.
 
 Each has a NumPy twin (``*_reference``, also the CuPy path) that the tests compare with.
 Ties between equal scores may be broken differently by the kernel and the twin.
@@ -44,15 +43,6 @@ from ._jit import jit
 from ._jit import pick_kernel as _pick
 from .scatter import scatter_add_rows
 from .topk import check_k, topk_insert, topk_scan_row
-from .weighted_read import (  # noqa: F401
-    gather_weighted_rows,
-    gather_weighted_rows_backward,
-    gather_weighted_rows_backward_reference,
-    gather_weighted_rows_grad_w,
-    gather_weighted_rows_reference,
-    scatter_weighted_rows,
-    scatter_weighted_rows_reference,
-)
 
 
 # ------------------------------------------------------------------------------------------

@@ -102,7 +102,9 @@ def check_k(fn, k, n):
 
 
 def _check_float(fn, name, x, shape):
-    ndim = shape.count(",") + 1  # shape is written out, as "(M, d)"
+    """``x`` a float32/float64 array with as many axes as ``shape`` (a tuple of axis names)."""
+    ndim = len(shape)
+    shape = f"({', '.join(shape)})"
     if getattr(x, "ndim", None) != ndim:
         raise ValueError(f"{fn}: {name} must be a {ndim}-D array {shape}, got shape "
                          f"{getattr(x, 'shape', type(x).__name__)}")
@@ -112,10 +114,11 @@ def _check_float(fn, name, x, shape):
 
 
 def _check_scan(fn, queries, keys, k, chunk, batched):
-    q_shape, k_shape = ("(G, M, d)", "(G, N, d)") if batched else ("(M, d)", "(N, d)")
-    _check_float(fn, "queries", queries, q_shape)
-    _check_float(fn, "keys", keys, k_shape)
+    group = ("G",) if batched else ()
+    _check_float(fn, "queries", queries, group + ("M", "d"))
+    _check_float(fn, "keys", keys, group + ("N", "d"))
     if queries.shape[-1] != keys.shape[-1] or queries.shape[:-2] != keys.shape[:-2]:
+        q_shape, k_shape = ("(G, M, d)", "(G, N, d)") if batched else ("(M, d)", "(N, d)")
         raise ValueError(f"{fn}: keys {k_shape} must match queries {q_shape}, got "
                          f"{keys.shape} and {queries.shape}")
     check_k(fn, k, keys.shape[-2])

@@ -10,14 +10,24 @@ from .layers import MLP, BatchNorm1d, Embedding, LayerNorm, Linear, RMSNorm
 from .module import functional_call
 
 
+def perturbed(module, rng, scale=0.1):
+    """``module`` in float64 with every parameter moved off its init by ``scale`` noise.
+
+    A gradient check at a symmetric init (LayerNorm's ones and zeros, zero biases) can pass
+    by accident; the noise breaks the symmetry.
+    """
+    module = module.double()
+    for p in module.parameters():
+        p.data = p.data + scale * rng.standard_normal(p.shape)
+    return module
+
+
 def layer_case(name, make_layer, x_shape, chapter="nn"):
     """Register ``layer(x)`` as a function of x and of every parameter (float64)."""
     layer_of = {}
 
     def make_inputs(rng):
-        layer = make_layer(rng).double()
-        for p in layer.parameters():  # break symmetric inits (LayerNorm's ones and zeros)
-            p.data = p.data + 0.1 * rng.standard_normal(p.shape)
+        layer = perturbed(make_layer(rng), rng)
         layer_of["layer"] = layer
         return (leaf(rng, *x_shape), *layer.parameters())
 

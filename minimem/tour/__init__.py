@@ -20,19 +20,17 @@ def steps():
 def run_tour(out="tour_out", only=None) -> int:
     import matplotlib
 
+    chosen = [(key, mod) for key, mod in steps() if not only or key in only]
+    unknown = sorted(set(only or ()) - {key for key, _ in chosen})
+    if unknown:
+        print(f"tour: unknown step(s) {unknown}; available: {[key for key, _ in steps()]}")
+        return 2
     matplotlib.use("Agg")
     out_dir = pathlib.Path(out)
     out_dir.mkdir(parents=True, exist_ok=True)
-    known = [key for key, _ in steps()]
-    unknown = [key for key in only or () if key not in known]
-    if unknown:
-        print(f"tour: unknown step(s) {unknown}; available: {known}")
-        return 2
     rows, status = [], 0
     print(f"minimem tour: plots go to {out_dir.resolve()}\n")
-    for key, mod in steps():
-        if only and key not in only:
-            continue
+    for key, mod in chosen:
         t0 = time.perf_counter()
         try:
             result = mod.run(out_dir)

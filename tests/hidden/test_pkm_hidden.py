@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import minimem as mm
-from minimem.kernels.product_topk import gather_weighted_rows_backward_reference
+from minimem.kernels.weighted_read import gather_weighted_rows_backward_reference
 from minimem.memory import memory_read_reference, product_key_topk_reference
 
 

@@ -80,8 +80,6 @@ class _RecurrentMixer(Module):
     default to 64; giving the other mode's argument is an error).
     """
 
-    rule = "linear"
-
     def __init__(self, d_model, n_heads, d_head=None, conv_size=4, mode="chunk",
                  chunk_size=None, checkpoint=None, output_norm=True, seed=None):
         super().__init__()

@@ -20,7 +20,7 @@ import numpy as np
 from ...autograd.function import Function
 from ...autograd.tensor import Tensor
 from ...backend import get_xp
-from ...kernels.delta_recurrent import (DEFAULT_CHECKPOINT, recurrent_backward,
+from ...kernels.delta_recurrent import (DEFAULT_CHECKPOINT, check_tokens, recurrent_backward,
                                         recurrent_forward)
 
 MODES = ("recurrent", "chunk")
@@ -127,17 +127,10 @@ def mode_settings(fn, mode, chunk_size=None, checkpoint=None):
                              f"mode='recurrent'; got checkpoint={checkpoint!r} with "
                              f"mode='chunk' (its chunk length is chunk_size=)")
         size = DEFAULT_CHUNK_SIZE if chunk_size is None else chunk_size
-        return _positive_int(fn, "chunk_size", size), None
+        return check_tokens(fn, "chunk_size", size), None
     if chunk_size is not None:
         raise ValueError(f"{fn}: chunk_size= is the chunk length of mode='chunk'; got "
                          f"chunk_size={chunk_size!r} with mode='recurrent' (its state-saving "
                          f"interval is checkpoint=)")
     interval = DEFAULT_CHECKPOINT if checkpoint is None else checkpoint
-    return None, _positive_int(fn, "checkpoint", interval)
-
-
-def _positive_int(fn, name, value):
-    """A count of tokens: an int >= 1 (bool rejected, though it is an int)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{fn}: {name} must be a positive int (tokens), got {value!r}")
-    return int(value)
+    return None, check_tokens(fn, "checkpoint", interval)

@@ -55,14 +55,10 @@ from ...autograd.function import Function
 from ...autograd.sparse import RowSparseGrad
 from ...autograd.tensor import Tensor
 from ...backend import get_xp
-from ...kernels.product_topk import (
-    gather_weighted_rows,
-    gather_weighted_rows_grad_w,
-    picked_scores_backward,
-    product_topk,
-    scatter_weighted_rows,
-)
+from ...kernels.product_topk import picked_scores_backward, product_topk
 from ...kernels.topk import topk_inner_product
+from ...kernels.weighted_read import (gather_weighted_rows, gather_weighted_rows_grad_w,
+                                      scatter_weighted_rows)
 
 
 # ------------------------------------------------------------------------------------------

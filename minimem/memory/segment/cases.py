@@ -7,18 +7,12 @@ from __future__ import annotations
 
 from ...autograd.gradcheck import leaf
 from ...autograd.registry import register
+from ...nn.cases import perturbed
 from ...nn.module import Module, functional_call
 from .memformer import Memformer, MemoryWriter, biased_memory_normalization
 from .recurrent import RecurrentMemoryTransformer, TransformerXL
 
 _case = {}  # the module of each case, built by its make_inputs
-
-
-def _perturbed(module, rng):
-    module = module.double()
-    for p in module.parameters():  # break symmetric inits (LayerNorm ones, zero bias)
-        p.data = p.data + 0.1 * rng.standard_normal(p.shape)
-    return module
 
 
 class _Stepper(Module):
@@ -45,7 +39,7 @@ class _XLStepper(Module):
 
 
 def _model_inputs(key, model, rng, x_shape, memory_shape):
-    _case[key] = _perturbed(model, rng)
+    _case[key] = perturbed(model, rng)
     return (leaf(rng, *x_shape), leaf(rng, *memory_shape), *_case[key].parameters())
 
 

@@ -6,7 +6,7 @@ from _helpers import leaf, tensor64, to_np
 import minimem as mm
 from minimem.autograd.registry import cases
 from minimem.backend import to_numpy
-from minimem.kernels.product_topk import gather_weighted_rows_backward_reference
+from minimem.kernels.weighted_read import gather_weighted_rows_backward_reference
 from minimem.memory import (ProductKeyMemory, flat_key_topk, memory_read, memory_read_reference,
                             pkm_ffn, product_key_topk, product_key_topk_reference,
                             product_keys_flat, weighted_read)

@@ -1,11 +1,12 @@
 """Memformer: slot-write mask, biased memory normalization, writer, reader, step, gradchecks."""
 import numpy as np
 import pytest
-from _helpers import leaf, perturbed
+from _helpers import leaf
 
 import minimem as mm
 from minimem.autograd.registry import cases
 from minimem.memory import Memformer, MemoryWriter, biased_memory_normalization, slot_write_mask
+from minimem.nn.cases import perturbed
 
 
 # ---- exercise 50.2: the slot-write mask ----------------------------------------------------

@@ -1,11 +1,11 @@
 """RMT and the Transformer-XL cache: references, gradient flow, errors."""
 import numpy as np
 import pytest
-from _helpers import perturbed
 
 import minimem as mm
 from minimem.memory import RecurrentMemoryTransformer, TransformerXL, bptt, mrbp, xl_attention_mask
 from minimem.nn import TransformerLM
+from minimem.nn.cases import perturbed
 
 
 # ---- RMT -------------------------------------------------------------------------------------
