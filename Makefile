@@ -6,10 +6,11 @@ PY     := $(BIN)/python
 # nbmake: each notebook cell may take at most this many seconds.
 NB_TIMEOUT ?= 300
 
-.PHONY: help test test-fast book lab bench gradcheck tour clean venv
+.PHONY: help test test-fast book book-check lab bench gradcheck tour clean venv
 
 help:
 	@echo "make book       execute every notebook and build the HTML book (book/_build/html)"
+	@echo "make book-check check the built book offline in headless Chromium (math, layout, hosts)"
 	@echo "make test       the whole test suite, notebooks included"
 	@echo "make lab        open the notebooks in JupyterLab"
 	@echo "make bench      run every benchmark (minimem bench)"
@@ -46,6 +47,10 @@ test-fast: $(VENV)/.dev
 book: $(VENV)/.book
 	$(BIN)/jupyter-book build . --config book/_config.yml --toc book/_toc.yml --path-output book
 	@echo "The book is at book/_build/html/index.html"
+
+# Needs a built book and Chromium (apt-get install chromium); see book/README.md.
+book-check: $(VENV)/.book
+	$(PY) book/check_book.py all
 
 lab: $(VENV)/.lab
 	$(BIN)/jupyter lab notebooks

@@ -21,6 +21,7 @@ class Chapter:
     title: str
     package: str   # "minimem.memory.delta": the chapter's code
     notebook: str  # "20_delta_rule": notebooks/20_delta_rule.ipynb
+    requires: tuple[str, ...] = ()  # ids of the chapters it builds on (the book's chapter map)
 
     @property
     def cases_module(self) -> str:
@@ -30,19 +31,19 @@ class Chapter:
 
 CHAPTERS = (
     Chapter("00", "engine", "Reverse-mode autodiff and gradient checking",
-            "minimem.autograd", "00_autograd"),
+            "minimem.autograd", "00_autograd", requires=()),
     Chapter("01", "nn", "Layers, training and synthetic memory tasks",
-            "minimem.nn", "01_training_memory_tasks"),
+            "minimem.nn", "01_training_memory_tasks", requires=("00",)),
     Chapter("10", "hopfield", "Hopfield networks and associative memory",
-            "minimem.memory.hopfield", "10_hopfield"),
+            "minimem.memory.hopfield", "10_hopfield", requires=("01",)),
     Chapter("20", "delta", "Linear attention and the delta rule",
-            "minimem.memory.delta", "20_delta_rule"),
+            "minimem.memory.delta", "20_delta_rule", requires=("01", "10")),
     Chapter("30", "pkm", "Product-key memory",
-            "minimem.memory.product_keys", "30_product_keys"),
+            "minimem.memory.product_keys", "30_product_keys", requires=("01",)),
     Chapter("40", "sparse", "Sparse attention, blockwise attention and kNN memory",
-            "minimem.memory.sparse", "40_sparse_attention"),
+            "minimem.memory.sparse", "40_sparse_attention", requires=("01",)),
     Chapter("50", "mrbp", "Segment recurrence: Memformer, MRBP, RMT, Transformer-XL",
-            "minimem.memory.segment", "50_mrbp"),
+            "minimem.memory.segment", "50_mrbp", requires=("01",)),
 )
 
 

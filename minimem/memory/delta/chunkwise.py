@@ -11,13 +11,13 @@ with state :math:`S` on entry, cumulative log-decays :math:`\gamma_i = \sum_{j \
 In matrix form :math:`(I + A) U' = \mathrm{diag}(\beta) (V - \mathrm{diag}(e^\gamma) K S)` with
 
 .. math::
-    A = \mathrm{tril}(\mathrm{diag}(\beta) K K^\top \odot \Gamma, -1), \quad
-    \mathcal{T} = (I + A)^{-1} \mathrm{diag}(\beta), \quad
-    W = \mathcal{T}\, \mathrm{diag}(e^{\gamma}) K, \quad U = \mathcal{T} V, \quad U' = U - W S,
+    A &= \mathrm{tril}(\mathrm{diag}(\beta) K K^\top \odot \Gamma, -1), \quad
+    \mathcal{T} = (I + A)^{-1} \mathrm{diag}(\beta), \\
+    W &= \mathcal{T}\, \mathrm{diag}(e^{\gamma}) K, \quad U = \mathcal{T} V, \quad U' = U - W S,
 
 .. math::
-    O = s\,\mathrm{diag}(e^{\gamma}) Q S + \mathrm{tril}(s\, Q K^\top \odot \Gamma)\, U', \qquad
-    S \leftarrow e^{\gamma_C} S + (\mathrm{diag}(e^{\gamma_C - \gamma}) K)^\top U'.
+    O &= s\,\mathrm{diag}(e^{\gamma}) Q S + \mathrm{tril}(s\, Q K^\top \odot \Gamma)\, U', \\
+    S &\leftarrow e^{\gamma_C} S + (\mathrm{diag}(e^{\gamma_C - \gamma}) K)^\top U'.
 
 :math:`(I + A)^{-1}` is unit lower triangular and computed by forward substitution
 (:class:`UnitLowerInverse`, whose backward is :math:`\bar A = -\mathrm{tril}(X^\top \bar X

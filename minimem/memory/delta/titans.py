@@ -7,8 +7,8 @@ Each token is one step of gradient descent with momentum and weight decay on the
 associative loss :math:`\ell(M; k_t, v_t) = \|\mathcal{M}(k_t) - v_t\|^2`:
 
 .. math::
-    \Sigma_t = \eta_t\, \Sigma_{t-1} - \theta_t\, \nabla_M \ell(M_{t-1}; k_t, v_t),
-    \qquad M_t = (1 - \alpha_t)\, M_{t-1} + \Sigma_t, \qquad o_t = \mathcal{M}_t(q_t),
+    \Sigma_t &= \eta_t\, \Sigma_{t-1} - \theta_t\, \nabla_M \ell(M_{t-1}; k_t, v_t), \\
+    M_t &= (1 - \alpha_t)\, M_{t-1} + \Sigma_t, \qquad o_t = \mathcal{M}_t(q_t),
 
 (:math:`\Sigma` is the paper's "surprise" :math:`S`, renamed so it is not confused with the
 delta rule's state). For the linear memory :math:`\nabla_M \ell = 2 k_t (M^\top k_t - v_t)^\top`;

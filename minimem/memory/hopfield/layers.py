@@ -1,4 +1,4 @@
-r"""Hopfield layers: the continuous Hopfield update with learned projections, as ``Module``s.
+r"""Hopfield layers: the continuous Hopfield update with learned projections, as ``Module`` objects.
 
 Per head, the state patterns R (B, T, d_model), the stored patterns Y (B, S, d_model) and the
 projection patterns V (B, S, d_model; default Y) are projected,
@@ -8,9 +8,9 @@ projection patterns V (B, S, d_model; default Y) are projected,
 
 the state is updated in the key space and the last association matrix reads the values:
 
-.. math:: A^{(t)} = \operatorname{softmax}\big(\beta\, \xi^{(t-1)} K^\top\big), \qquad
-          \xi^{(t)} = A^{(t)} K \quad (t < T), \qquad
-          Z = A^{(T)} \tilde V, \qquad \text{out} = Z W_O^\top + b_O .
+.. math:: A^{(t)} &= \operatorname{softmax}\big(\beta\, \xi^{(t-1)} K^\top\big), \qquad
+          \xi^{(t)} = A^{(t)} K \quad (t < T), \\
+          Z &= A^{(T)} \tilde V, \qquad \text{out} = Z W_O^\top + b_O .
 
 **Number of softmaxes.** ``update_steps=T`` computes exactly T softmaxes per head and forward
 call when ``tol=0``: T - 1 retrieval updates :math:`\xi \leftarrow A K` followed by the one

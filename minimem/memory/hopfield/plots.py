@@ -1,7 +1,7 @@
 """The figures of the Hopfield chapter (matplotlib is imported only when drawing).
 
-Each function takes the numbers an experiment of :mod:`.lab` returned, draws
-one labelled figure and returns ``(fig, ax)`` (or ``(fig, axes)``).
+Each function takes the numbers an experiment of :mod:`minimem.memory.hopfield.lab`
+returned, draws one labelled figure and returns ``(fig, ax)`` (or ``(fig, axes)``).
 """
 from __future__ import annotations
 

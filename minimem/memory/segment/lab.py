@@ -54,7 +54,8 @@ def compare_bptt_mrbp(model, segments, loss_fn=segment_loss, batch=None, repeat=
 
     Returns a dict: ``T, loss_bptt, loss_mrbp, peak_bptt, peak_mrbp, seconds_bptt,
     seconds_mrbp, stored_bytes`` (the boundary memories MRBP keeps) and ``max_grad_diff``
-    (largest |g_bptt - g_mrbp| over every parameter, relative to the largest |g_bptt|).
+    (largest :math:`|g_{BPTT} - g_{MRBP}|` over every parameter, relative to the largest
+    :math:`|g_{BPTT}|`).
     """
     batch = batch or np.asarray(segments[0][0]).shape[0]
     init = lambda: model.init_memory(batch)

@@ -6,9 +6,9 @@ model keeps from the segments before :math:`t` (Wu et al., *Memformer*, 2020).
 
 **Reader** (in every encoder layer): the tokens of the segment attend to the slots,
 
-.. math:: h \leftarrow h + \mathrm{SelfAttn}(\mathrm{LN}(h)), \quad
-          h \leftarrow h + \mathrm{Attn}\big(Q{=}\mathrm{LN}(h),\ K{=}V{=}\mathrm{LN}(M_t)\big),
-          \quad h \leftarrow h + \mathrm{FFN}(\mathrm{LN}(h)).
+.. math:: h &\leftarrow h + \mathrm{SelfAttn}(\mathrm{LN}(h)), \\
+          h &\leftarrow h + \mathrm{Attn}\big(Q{=}\mathrm{LN}(h),\ K{=}V{=}\mathrm{LN}(M_t)\big),
+          \\ h &\leftarrow h + \mathrm{FFN}(\mathrm{LN}(h)).
 
 The final encodings are :math:`H_t = \mathrm{LN}(h)` and the logits :math:`H_t W_{out}`.
 

@@ -14,9 +14,9 @@ states are the new memory. With m = 0 it is a plain transformer applied to each 
 :math:`L_{mem}` positions of earlier segments as a cache :math:`C^l_t`, and attends over
 :math:`[\,C^l_t;\ h^l_t\,]`:
 
-.. math:: h^{l+1}_t = h^l_t + \mathrm{Attn}\big(Q{=}\mathrm{LN}(h^l_t),\
-          K{=}V{=}\mathrm{LN}([\mathrm{sg}(C^l_t); h^l_t])\big) + \dots, \qquad
-          C^l_{t+1} = \mathrm{last}_{L_{mem}}\big([C^l_t; h^l_t]\big),
+.. math:: h^{l+1}_t &= h^l_t + \mathrm{Attn}\big(Q{=}\mathrm{LN}(h^l_t),\
+          K{=}V{=}\mathrm{LN}([\mathrm{sg}(C^l_t); h^l_t])\big) + \dots, \\
+          C^l_{t+1} &= \mathrm{last}_{L_{mem}}\big([C^l_t; h^l_t]\big),
 
 where :math:`\mathrm{sg}` stops the gradient: no gradient flows into earlier segments. Positions
 enter only through a learned relative bias :math:`\beta_{h, \min(i-j, D-1)}` added to the logits
