@@ -95,25 +95,37 @@ class _RstDirective(Directive):
         return container.children
 
 
+def _myst_inline_to_rst(text: str) -> str:
+    """The inline markup of a notebook's Markdown (``$x$``, single backticks) in reST."""
+    text = re.sub(r"\$([^$]+)\$", r":math:`\1`", text)
+    return re.sub(r"(?<![`:])`([^`]+)`(?!`)", r"``\1``", text)
+
+
 class ChapterMap(_RstDirective):
+    """The chapter table (page, code, what it builds on, exercises), then each chapter's
+    learning goals."""
+
     def rst(self):
         from minimem.chapters import CHAPTERS
 
         exercises = _exercises_by_chapter()
         rows = []
         for ch in CHAPTERS:
-            goals = learning_goals(ch.notebook)
             ex = exercises.get(ch.id, {})
             folder = ch.package.replace(".", "/")
             rows.append([
                 f":doc:`{ch.id} · {ch.title} </notebooks/{ch.notebook}>`",
-                ", ".join(ch.requires) or "—",
-                "\n".join(f"- {g}" for g in goals) or "—",
-                ", ".join(ex) + (f" ({sum(ex.values()):g} pt)" if ex else "—"),
                 f"``{folder}/``",
+                ", ".join(ch.requires) or "—",
+                (", ".join(ex) + f" ({sum(ex.values()):g} pt)") if ex else "—",
             ])
-        return _list_table(["chapter", "builds on", "you will learn", "exercises", "code"],
-                           rows, [22, 8, 44, 14, 12])
+        lines = _list_table(["chapter", "code", "builds on", "exercises"], rows, [40, 26, 10, 24])
+        lines += ["", ".. rubric:: What each chapter teaches", ""]
+        for ch in CHAPTERS:
+            lines += [f":doc:`{ch.id} · {ch.title} </notebooks/{ch.notebook}>`", ""]
+            lines += [f"   - {_myst_inline_to_rst(goal)}" for goal in learning_goals(ch.notebook)]
+            lines += [""]
+        return lines
 
 
 class ExerciseTable(_RstDirective):
@@ -160,6 +172,8 @@ class ChapterApi(_RstDirective):
         for name, is_package in self.modules():
             # a package's page is its docstring only: what it exports is documented where it
             # is defined (one entry per object, one [source] link)
+            path = name.replace(".", "/") + ("/__init__.py" if is_package else ".py")
+            lines += [f".. rubric:: {path}", "   :class: minimem-module", ""]
             lines += [f".. automodule:: {name}"]
             lines += [] if is_package else ["   :members:", "   :show-inheritance:"]
             lines += [""]

@@ -23,7 +23,7 @@ retrieve, so the weights can sum to less than one (``softmax="softmax1"``):
 :math:`\operatorname{softmax1}(z)_i = e^{z_i} / (1 + \sum_j e^{z_j})`; its Jacobian has the same
 form as the softmax's, :math:`\bar z = y \odot (\bar y - \langle \bar y, y \rangle)`.
 
-Separation and retrieval error (Ramsauer et al., Theorem 4, in our notation): with
+Separation and retrieval error (Ramsauer et al., Theorem 5, in our notation): with
 :math:`\Delta_i = x_i^\top x_i - \max_{j \ne i} x_i^\top x_j`, writing
 :math:`p = \operatorname{softmax}(\beta X^\top \xi)`,
 :math:`\|\xi^{new} - x_i\| = \|\sum_{j \ne i} p_j (x_j - x_i)\| \le 2M(1 - p_i)` and
