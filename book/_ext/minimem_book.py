@@ -88,6 +88,11 @@ class _RstDirective(Directive):
     def run(self):
         from docutils import nodes
 
+        # the page is re-read when the table, a notebook or this file changes
+        env = self.state.document.settings.env
+        for path in [ROOT / "minimem" / "chapters.py", Path(__file__),
+                     *sorted((ROOT / "notebooks").glob("*.ipynb"))]:
+            env.note_dependency(str(path))
         container = nodes.container()
         lines = ["```{eval-rst}", *self.rst(), "```"]
         self.state.nested_parse(StringList(lines, source="minimem_book"), self.content_offset,
@@ -123,7 +128,7 @@ class ChapterMap(_RstDirective):
         lines += ["", ".. rubric:: What each chapter teaches", ""]
         for ch in CHAPTERS:
             lines += [f":doc:`{ch.id} · {ch.title} </notebooks/{ch.notebook}>`", ""]
-            lines += [f"   - {_myst_inline_to_rst(goal)}" for goal in learning_goals(ch.notebook)]
+            lines += [f"- {_myst_inline_to_rst(goal)}" for goal in learning_goals(ch.notebook)]
             lines += [""]
         return lines
 
