@@ -129,3 +129,51 @@ def long_range_experiment(patterns=None, vocab=16, seq_len=32, steps=300, batch_
                          target_accuracy=0.99, progress=progress, seed=seed)
         results[name] = {"accuracy": train.evaluate(model, x, y), "history": hist}
     return results
+
+
+def pattern_table(patterns, T):
+    """One row per pattern: pairs kept, density, most keys of one query, two-hop coverage.
+
+    ``patterns`` = {name: (kind, params)}. Coverage counts the pairs of the pattern's own
+    reference that two layers reach: the causal pairs for a causal pattern, all pairs for a
+    bidirectional one (Longformer, BigBird).
+    """
+    from .patterns import reachability, sparse_mask
+
+    rows = []
+    for name, (kind, params) in patterns.items():
+        mask = sparse_mask(kind, T, **params)
+        causal = not np.triu(mask, 1).any()
+        reference = sparse_mask("causal", T) if causal else np.ones((T, T), dtype=bool)
+        rows.append({"name": name, "causal": causal, "pairs": int(mask.sum()),
+                     "density": float(mask.sum() / reference.sum()),
+                     "max_keys": int(mask.sum(1).max()),
+                     "two_hop": float(reachability(mask, hops=2)[reference].mean())})
+    return rows
+
+
+def passkey_knn_over_seeds(seeds=(0, 1, 2), **kwargs):
+    """:func:`passkey_knn_experiment` for each seed: {"window only": [...], "window + kNN
+    memory": [...], "retrieval hit rate": [...]} (one accuracy per seed) and ``chance``."""
+    runs = [passkey_knn_experiment(seed=s, **kwargs) for s in seeds]
+    return {"window only": [r["acc_window"] for r in runs],
+            "window + kNN memory": [r["acc_memory"] for r in runs],
+            "retrieval hit rate": [r["retrieval_hit_rate"] for r in runs],
+            "chance": runs[0]["chance"], "seeds": tuple(seeds)}
+
+
+def long_range_over_seeds(seeds=(0, 1, 2), steps=120, out_of_reach_steps=60, **kwargs):
+    """:func:`long_range_experiment` for each seed: {pattern: [accuracy per seed]}.
+
+    The ``local`` model cannot see the key at all, so it trains for ``out_of_reach_steps``
+    only (more steps cannot help it; the dense and fixed models stop at 99 % anyway).
+    """
+    reachable = {"dense": ("dense", {}), "fixed": ("fixed", {"l": 2, "c": 1})}
+    out = {"dense": [], "fixed": [], "local": []}
+    for s in seeds:
+        for name, r in long_range_experiment(reachable, steps=steps, seed=s, **kwargs).items():
+            out[name].append(r["accuracy"])
+        local = long_range_experiment({"local": ("local", {"w": 2})}, steps=out_of_reach_steps,
+                                      seed=s, **kwargs)
+        out["local"].append(local["local"]["accuracy"])
+    return out

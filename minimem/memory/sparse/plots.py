@@ -57,16 +57,26 @@ def plot_online_softmax(trace, true_output, title="Online softmax state after ea
 
 
 def plot_accuracies(results, chance=None, title="Passkey accuracy"):
-    """Bar chart of {name: accuracy}."""
+    """Bar chart of {name: accuracy}; a list of accuracies (one per seed) gives its mean as
+    the bar, its range as the error bar and every seed as a dot."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.5))
     names = list(results)
-    ax.bar(names, [results[n] for n in names], color="tab:blue")
+    values = [np.atleast_1d(np.asarray(results[n], dtype=float)) for n in names]
+    means = [v.mean() for v in values]
+    spread = np.array([[m - v.min() for m, v in zip(means, values)],
+                       [v.max() - m for m, v in zip(means, values)]])
+    ax.bar(names, means, color="tab:blue", alpha=0.8,
+           yerr=spread if max(len(v) for v in values) > 1 else None, capsize=4)
+    for x, v in enumerate(values):
+        if len(v) > 1:
+            ax.plot(np.full(len(v), x), v, "k.", ms=6, label="one seed" if x == 0 else None)
     if chance is not None:
         ax.axhline(chance, color="k", ls="--", label="chance")
-        ax.legend()
-    ax.set_ylim(0, 1.05)
+    if chance is not None or max(len(v) for v in values) > 1:
+        ax.legend(loc="upper center", ncol=2, fontsize=8)
+    ax.set_ylim(0, 1.25)
     ax.set_ylabel("accuracy")
     ax.set_title(title)
     return fig
