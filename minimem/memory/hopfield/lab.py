@@ -21,7 +21,8 @@ import numpy as np
 
 from ... import autograd as ag
 from ...backend import get_rng
-from .classical import TIE_TOL, ClassicalHopfield, hebbian_weights
+from ...kernels.async_sweeps import async_sweeps
+from .classical import TIE_TOL, ClassicalHopfield, hebbian_weights, sweep_orders
 from .dense import DenseAssociativeMemory
 from .modern import hopfield_energy, hopfield_retrieve_reference, retrieval_error_bound
 
@@ -251,3 +252,21 @@ def error_vs_bound(stored, betas, i=0, query=None):
     return np.asarray(err), np.asarray(bound)
 
 
+
+
+def recall_strip(net, probe, n_sweeps, seed=None):
+    """The state before and after each of ``n_sweeps`` asynchronous sweeps of ``net``
+    (a :class:`ClassicalHopfield`), ``(n_sweeps + 1, N)``: the frames of a recall."""
+    rng = get_rng(seed)
+    s = np.asarray(probe, dtype=np.float64)
+    frames = [s]
+    for _ in range(n_sweeps):
+        s, _, _ = async_sweeps(net.W, net.b, s, sweep_orders(rng, net.n_units, 1), TIE_TOL)
+        frames.append(s)
+    return np.stack(frames)
+
+
+def fixed_points(query, stored, betas, steps=30):
+    """The state reached after ``steps`` modern-Hopfield updates from ``query``, per beta,
+    ``(len(betas), d)``: the global average, a metastable blend or one pattern."""
+    return np.stack([hopfield_retrieve_reference(query, stored, beta, steps) for beta in betas])
