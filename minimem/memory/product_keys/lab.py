@@ -215,6 +215,41 @@ def compare_pkm_mlp(n_a=32, n_b=32, n_values=32, d_model=32, n_sub_keys=32, topk
     return runs
 
 
+def slot_hits_during_training(checkpoints=(0, 20, 100, 400), query_norms=("batch", None),
+                              n_a=32, n_b=32, n_values=32, d_model=32, n_sub_keys=32, topk=8,
+                              heads=2, d_key=16, batch_size=128, lr=1e-2, seed=0):
+    """Where the memory reads as it learns :func:`many_facts`: for each query norm, the slot
+    usage (:class:`MemoryUsage`, over all facts) of one model at each step of ``checkpoints``.
+
+    Returns ``{name: [(step, MemoryUsage), ...]}`` with the names of :func:`compare_pkm_mlp`.
+    The weight mass of slot ``a * n + b`` sits at row ``a``, column ``b`` of the product grid
+    (``usage.mass.reshape(n, n)``).
+    """
+    from ...optim import Adam
+    from ...train import fit
+
+    steps = sorted(set(int(c) for c in checkpoints))
+    if not steps or steps[0] < 0:
+        raise ValueError(f"slot_hits_during_training: checkpoints must be steps >= 0, "
+                         f"got {checkpoints!r}")
+    task = many_facts(n_a, n_b, n_values, seed=seed)
+    out = {}
+    for norm in query_norms:
+        name = "pkm (batch norm)" if norm == "batch" else "pkm (no norm)"
+        model = _facts_lm(task, d_model, pkm_ffn(n_sub_keys, topk=topk, heads=heads,
+                                                 d_key=d_key, query_norm=norm, seed=seed), seed)
+        opt = Adam(model.parameters(), lr=lr)
+        done, snapshots = 0, []
+        for step in steps:
+            if step > done:       # train on to the next checkpoint (the optimizer carries on)
+                fit(model, (task.inputs, task.targets), step - done, opt, batch_size=batch_size,
+                    eval_every=step - done, progress=False, seed=seed + done)
+                done = step
+            snapshots.append((step, memory_usage(model, task.inputs)))
+        out[name] = snapshots
+    return out
+
+
 # ------------------------------------------------------------------------------------------
 # Search cost
 # ------------------------------------------------------------------------------------------

@@ -103,3 +103,32 @@ def plot_facts_training(runs):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig, ax
+
+
+def plot_slot_hits(hits, n_sub_keys):
+    """The weight mass each slot receives, on the n x n product grid (row a, column b of slot
+    a n + b), per model (rows) and training step (columns), from
+    :func:`~minimem.memory.product_keys.lab.slot_hits_during_training`."""
+    plt = _plt()
+    from matplotlib.colors import LogNorm
+
+    names = list(hits)
+    n_cols = len(hits[names[0]])
+    fig, axes = plt.subplots(len(names), n_cols, figsize=(2.3 * n_cols, 2.5 * len(names)),
+                             squeeze=False)
+    top = max(u.mass.max() for snaps in hits.values() for _, u in snaps)
+    for r, name in enumerate(names):
+        for col, (step, usage) in enumerate(hits[name]):
+            ax = axes[r, col]
+            mass = usage.mass.reshape(n_sub_keys, n_sub_keys)
+            image = ax.imshow(np.maximum(mass, top * 1e-4), cmap="magma",
+                              norm=LogNorm(vmin=top * 1e-4, vmax=top))
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_title(f"step {step}: {usage.usage:.0%} used\nKL {usage.kl:.2f}", fontsize=8)
+            if col == 0:
+                ax.set_ylabel(f"{name}\nsub-key a", fontsize=8)
+            if r == len(names) - 1:
+                ax.set_xlabel("sub-key b", fontsize=8)
+    fig.colorbar(image, ax=axes, shrink=0.8, label="weight mass of the slot")
+    fig.suptitle("Slot hits on the product grid during training")
+    return fig, axes
