@@ -102,3 +102,55 @@ def plot_attention(weights, tokens=None, query=None, ax=None, title="attention w
     ax.set_ylabel("query position (token)")
     ax.set_title(title)
     return fig
+
+
+def plot_induction_circuit(weights, tokens, query, prev_head, retrieval_head, n_context,
+                           ax=None, threshold=0.3,
+                           title="the two-layer circuit, read off the trained model"):
+    """The MQAR circuit as arrows between token positions, widths = attention weights.
+
+    ``weights`` (layers, heads, T, T) from :func:`attention_maps`; ``n_context`` positions of
+    key-value pairs, then the query at ``query``. Bottom row, layer 1 (head ``prev_head``): each
+    value position's arrow to the positions it reads (the previous token, its key). Top row,
+    layer 2 (head ``retrieval_head``): the query's arrows to the positions it reads. Arrows
+    below ``threshold`` weight are not drawn.
+    """
+    from matplotlib.patches import FancyArrowPatch
+
+    w = np.asarray(weights)
+    if w.ndim != 4:
+        raise ValueError(f"plot_induction_circuit: weights must be (layers, heads, T, T), "
+                         f"got shape {w.shape}")
+    tokens = [str(t) for t in np.asarray(tokens).ravel()]
+    shown = list(range(n_context)) + [query]
+    x_of = {p: i for i, p in enumerate(shown)}
+    fig, ax = _axes(ax, (max(6, 0.75 * len(shown)), 3.6))
+    for y, label in ((0, "layer 1 input"), (1, "after layer 1"), (2, "after layer 2")):
+        for p in shown:
+            ax.text(x_of[p], y, tokens[p], ha="center", va="center", fontsize=8,
+                    bbox=dict(boxstyle="round", fc="lightyellow" if p == query else "white",
+                              ec="0.6"))
+        ax.text(-1.2, y, label, ha="right", va="center", fontsize=8)
+
+    def arrow(src, dst, y0, weight, color):
+        ax.add_patch(FancyArrowPatch((x_of[src], y0 + 0.15), (x_of[dst], y0 + 0.85),
+                                     arrowstyle="-|>", mutation_scale=8, color=color,
+                                     lw=0.5 + 3 * weight, alpha=0.4 + 0.6 * weight,
+                                     connectionstyle="arc3,rad=0.0"))
+
+    # layer 1: the value positions (odd) read the previous position
+    for dst in range(1, n_context, 2):
+        for src in range(dst + 1):
+            if src in x_of and w[0, prev_head, dst, src] >= threshold:
+                arrow(src, dst, 0, w[0, prev_head, dst, src], "tab:blue")
+    # layer 2: the query reads the value of its key
+    for src in shown:
+        if src <= query and w[1, retrieval_head, query, src] >= threshold:
+            arrow(src, query, 1, w[1, retrieval_head, query, src], "tab:red")
+    ax.set_xlim(-4, len(shown))
+    ax.set_ylim(-0.5, 2.5)
+    ax.axis("off")
+    ax.set_title(f"{title}\nblue: layer 1 head {prev_head} (previous token), "
+                 f"red: layer 2 head {retrieval_head} (retrieval); width = weight",
+                 fontsize=9)
+    return fig

@@ -43,3 +43,25 @@ def test_attention_maps_and_plot():
         attention_maps(lm, np.zeros((2, 3), dtype=np.int64))
     with pytest.raises(ValueError, match=r"plot_attention: weights must be \(T, S\)"):
         plot_attention(w[0])
+
+
+def test_induction_circuit_draws_one_arrow_per_strong_attention_weight():
+    import matplotlib
+    matplotlib.use("Agg")
+    from matplotlib.patches import FancyArrowPatch
+
+    from minimem import viz_training
+
+    T, query = 10, 9
+    w = np.full((2, 2, T, T), 0.01)
+    for v in (1, 3, 5, 7):                       # layer 1, head 1: value reads its key
+        w[0, 1, v, v - 1] = 0.9
+    w[1, 0, query, 5] = 0.8                      # layer 2, head 0: the query reads value 5
+    w[1, 0, query, 3] = 0.2                      # below the threshold: not drawn
+    tokens = np.arange(T)
+    fig = viz_training.plot_induction_circuit(w, tokens, query=query, prev_head=1,
+                                              retrieval_head=0, n_context=8)
+    arrows = [p for p in fig.axes[0].patches if isinstance(p, FancyArrowPatch)]
+    assert len(arrows) == 5
+    with pytest.raises(ValueError, match="layers, heads, T, T"):
+        viz_training.plot_induction_circuit(w[0], tokens, query, 1, 0, 8)
