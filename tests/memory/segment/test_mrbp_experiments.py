@@ -3,8 +3,13 @@ import numpy as np
 import pytest
 
 from minimem.memory import Memformer
-from minimem.memory.segment.lab import (copy_segments, memory_sweep, recall_segments,
-                                        tmaze_segments, train_through_time)
+from minimem.memory.segment.lab import (
+    copy_segments,
+    memory_sweep,
+    recall_segments,
+    tmaze_segments,
+    train_through_time,
+)
 
 
 def test_memory_sweep_flat_for_mrbp_and_gradients_equal():
