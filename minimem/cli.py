@@ -129,12 +129,27 @@ def build_parser() -> argparse.ArgumentParser:
     rel.add_argument("out", help="folder to write the student copy to (must not exist)")
     e.set_defaults(func=_cmd_exercises)
 
+    from .grading import exercises_arg, seconds_arg
+    from .grading.grade import DEFAULT_BUDGET, DEFAULT_TIMEOUT
+
     gr = sub.add_parser("grade", help="grade a student copy with the exercise tests")
-    gr.add_argument("path", nargs="?", default=".", help="the student copy (default: here)")
-    gr.add_argument("--json", default=None, help="write Gradescope's results.json here")
-    gr.add_argument("--timeout", type=float, default=60.0, help="seconds per test (default 60)")
-    gr.add_argument("--exercises", default=None,
+    gr.add_argument("path", nargs="?", default=".",
+                    help="the student copy (default: here); with --each, a folder of them")
+    gr.add_argument("--json", default=None,
+                    help="write Gradescope's results.json here (with --each: a folder)")
+    gr.add_argument("--timeout", type=seconds_arg, default=DEFAULT_TIMEOUT,
+                    help=f"seconds per test (default {DEFAULT_TIMEOUT:g})")
+    gr.add_argument("--budget", type=seconds_arg, default=DEFAULT_BUDGET,
+                    help=f"seconds per submission, all tests together (default "
+                         f"{DEFAULT_BUDGET:g}); tests not started by then are not run")
+    gr.add_argument("--exercises", type=exercises_arg, default=None,
                     help="grade only these exercise ids, comma-separated (e.g. 0.1,0.3)")
+    gr.add_argument("--isolation", default="auto",
+                    choices=["auto", "namespace", "permissions", "none"],
+                    help="how the student's code is isolated (default: the strongest "
+                         "available; see the README's threat model)")
+    gr.add_argument("--each", action="store_true",
+                    help="PATH holds one folder per submission: grade each of them")
     gr.set_defaults(func=_cmd_grade)
     return p
 

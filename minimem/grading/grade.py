@@ -5,22 +5,26 @@ of which ``k_e`` pass earns
 
 .. math::  \\text{score}_e = P_e \\, k_e / n_e .
 
-A test counts unless it is skipped before it runs (a marker or fixture skip, e.g. no GPU); a
-test that fails, errors, times out, crashes the process, or skips/xfails while running counts
-as not passed. An exercise with no counted test earns 0. ``P_e`` comes from the
+A test counts unless the instructor's collection (which runs no student code) finds it
+skipped before it runs (a ``skip`` marker, or a ``skipif`` that holds, e.g. GPU tests without a
+GPU); a test that fails, errors, times out, crashes the worker, or skips or xfails while it runs
+counts as not passed. An exercise with no counted test earns 0. ``P_e`` comes from the
 ``# Exercise <id> (<P> pt)`` header in the instructor's code, else from the tests' markers.
 """
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .markers import ID_RE, scan_files, sort_key
-from .release import check_import
 from .repo import instructor_root, is_hidden_test, repo_files
 from .runner import TestOutcome, collect, prepare_workdir, run_tests
+
+DEFAULT_TIMEOUT = 60.0    # seconds per test
+DEFAULT_BUDGET = 1200.0   # seconds per submission, all tests together
 
 
 @dataclass
@@ -31,6 +35,7 @@ class ExerciseTest:
     file: str
     name: str
     hidden: bool
+    skip: str | None = None  # why the instructor's collection skips it (not counted)
     outcome: TestOutcome | None = None
 
 
@@ -77,6 +82,7 @@ class GradeReport:
     exercises: list[ExerciseScore]
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    isolation: str = ""
 
     @property
     def score(self) -> float:
@@ -118,13 +124,13 @@ def _known_exercises(root: Path, collected: list[dict], only) -> tuple[list[Exer
             warnings.append(f"{c['nodeid']}: marks exercise {ex_id} as {points:g} pt but the "
                             f"exercise is worth {e.points:g} pt ({e.location}); using {e.points:g}")
         e.tests.append(ExerciseTest(c["nodeid"], ex_id, float(points), c["file"], c["name"],
-                                    is_hidden_test(c["file"])))
+                                    is_hidden_test(c["file"]), c.get("skip")))
     chosen = sorted(table.values(), key=lambda e: sort_key(e.id))
     if only:
         unknown = sorted(set(only) - set(table))
         if unknown:
-            raise ValueError(f"grade: unknown exercise id(s) {', '.join(unknown)}; known: "
-                             f"{', '.join(e.id for e in chosen) or 'none'}")
+            raise ValueError(f"grade: --exercises: unknown exercise id(s) {', '.join(unknown)}; "
+                             f"expected ids among {', '.join(e.id for e in chosen) or 'none'}")
         chosen = [e for e in chosen if e.id in set(only)]
     for e in chosen:
         e.tests.sort(key=lambda t: t.hidden)  # visible tests first, then collection order
@@ -136,8 +142,9 @@ def _known_exercises(root: Path, collected: list[dict], only) -> tuple[list[Exer
 def collect_exercise_tests(root: Path | None = None, timeout: float = 300.0) -> list[dict]:
     """The exercise tests of the instructor copy ``root`` (default: this repository).
 
-    One dict per test: ``nodeid``, ``exercise``, ``points``, ``file``, ``name``, ``doc``. Pass
-    it to :func:`grade` as ``collected`` to grade several copies with one collection.
+    One dict per test: ``nodeid``, ``exercise``, ``points``, ``file``, ``name``, ``doc`` and
+    ``skip`` (why the instructor's collection skips it, else None). Pass it to :func:`grade`
+    as ``collected`` to grade several copies with one collection. Runs no student code.
     """
     root = Path(root).resolve() if root is not None else instructor_root()
     with tempfile.TemporaryDirectory(prefix="minimem-collect-") as tmp:
@@ -145,42 +152,90 @@ def collect_exercise_tests(root: Path | None = None, timeout: float = 300.0) -> 
         return collect(root, Path(tmp), timeout=timeout)[0]
 
 
-def grade(path=".", timeout: float = 60.0, exercises=None, root: Path | None = None,
-          collected: list[dict] | None = None, collect_timeout: float = 300.0) -> GradeReport:
+def check_seconds(name: str, value, allow_none: bool = False):
+    """``value`` as a finite number of seconds > 0 (the error names the option)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(
+            value) or value <= 0:
+        raise ValueError(f"grade: --{name}: expected a finite number of seconds > 0, got {value!r}")
+    return float(value)
+
+
+def check_ids(exercises) -> list[str] | None:
+    """``exercises`` as a list of ids like '0.1' (None: every exercise)."""
+    if exercises is None:
+        return None
+    if isinstance(exercises, str):
+        exercises = [x.strip() for x in exercises.split(",") if x.strip()]
+    ids = [str(x) for x in exercises]
+    bad = [x for x in ids if not ID_RE.match(x)]
+    if bad or not ids:
+        raise ValueError(f"grade: --exercises: expected exercise ids like 0.1 or 20.3, "
+                         f"separated by commas, got {', '.join(map(repr, bad)) if bad else 'none'}")
+    return ids
+
+
+def grade(path=".", timeout: float = DEFAULT_TIMEOUT, exercises=None, root: Path | None = None,
+          collected: list[dict] | None = None, collect_timeout: float = 300.0,
+          budget: float | None = DEFAULT_BUDGET, isolation: str = "auto",
+          hide=()) -> GradeReport:
     """Grade the copy at ``path`` with the exercise tests of ``root`` (the instructor copy).
 
-    ``exercises``: optional iterable of ids to grade (default: all). ``collected``: the output
-    of :func:`collect_exercise_tests` for ``root`` (default: collected now). Never raises
-    because of the student's code: a copy that fails to import, hangs or crashes gets a
-    complete report.
+    ``timeout``: seconds per test; ``budget``: seconds for the whole submission (tests not
+    started by then are not run); ``exercises``: ids to grade (default: all); ``collected``:
+    the output of :func:`collect_exercise_tests` for ``root`` (default: collected now);
+    ``isolation``: ``auto`` (the strongest available: see :mod:`minimem.grading.sandbox`),
+    ``namespace``, ``permissions`` or ``none``; ``hide``: more folders the worker must not
+    read (e.g. the folder of all submissions). Never raises because of the student's code: a
+    copy that fails to import, hangs, crashes or attacks the grader gets a complete report.
     """
-    if timeout <= 0:
-        raise ValueError(f"grade: timeout must be > 0 seconds, got {timeout!r}")
+    timeout = check_seconds("timeout", timeout)
+    budget = check_seconds("budget", budget, allow_none=True) or DEFAULT_BUDGET
+    only = check_ids(exercises)
     t0 = time.monotonic()
     root = Path(root).resolve() if root is not None else instructor_root()
     student = student_root(path)
-    only = None if exercises is None else [str(x) for x in exercises]
-    with tempfile.TemporaryDirectory(prefix="minimem-grade-") as tmp:
-        workdir = Path(tmp)
-        prepare_workdir(workdir)
-        if collected is None:
-            collected, _ = collect(root, workdir, timeout=collect_timeout)
-        table, warnings = _known_exercises(root, collected, only)
-        tests = [t for e in table for t in e.tests]
-        if not (student / "minimem" / "__init__.py").is_file():
-            why = f"no minimem package at {student} (expected {student / 'minimem'})"
-        else:
-            why = check_import(student, timeout=max(timeout, 60.0)) if tests else None
-        if why is not None:
-            line = f"the package does not import: {why.strip().splitlines()[-1]}"
-            for t in tests:
-                t.outcome = TestOutcome(t.nodeid, "not run", line, why)
-        elif tests:
-            outcomes = run_tests(student, root, [{"nodeid": t.nodeid, "file": t.file}
-                                                 for t in tests], workdir, timeout)
-            for t in tests:
-                t.outcome = outcomes.get(t.nodeid)
-    return GradeReport(student, table, warnings, time.monotonic() - t0)
+    if collected is None:
+        collected = collect_exercise_tests(root, timeout=collect_timeout)
+    table, warnings = _known_exercises(root, collected, only)
+    tests = [t for e in table for t in e.tests]
+    for t in tests:
+        if t.skip is not None:
+            t.outcome = TestOutcome(t.nodeid, "skipped", t.skip)
+    todo = [t for t in tests if t.outcome is None]
+    mode = ""
+    why = None
+    if not (student / "minimem" / "__init__.py").is_file():
+        why = f"no minimem package at {student} (expected {student / 'minimem'})"
+    elif (student / "minimem").is_symlink():
+        why = f"{student / 'minimem'} is a symbolic link; submit the package's folder itself"
+    if why is not None:
+        line = f"the package does not import: {why}"
+        for t in todo:
+            t.outcome = TestOutcome(t.nodeid, "not run", line)
+    elif todo:
+        outcomes, more, mode = run_tests(student, root, [{"nodeid": t.nodeid, "file": t.file}
+                                                         for t in todo], timeout, budget,
+                                         isolation, hide)
+        warnings += more
+        for t in todo:
+            t.outcome = outcomes.get(t.nodeid) or TestOutcome(t.nodeid, "not run", "not run")
+    return GradeReport(student, table, warnings, time.monotonic() - t0, mode)
+
+
+def grade_many(folder, **kwargs) -> list[GradeReport]:
+    """Grade every submission in ``folder`` (each subfolder holding a ``minimem`` package),
+    one after the other, with one collection; no submission's worker can read the folder."""
+    folder = Path(folder).resolve()
+    subs = sorted(p for p in folder.iterdir() if (p / "minimem" / "__init__.py").is_file())
+    if not subs:
+        raise FileNotFoundError(f"grade: no submission (a folder holding minimem/) in {folder}")
+    root = Path(kwargs.pop("root", None) or instructor_root()).resolve()
+    if kwargs.get("collected") is None:
+        kwargs["collected"] = collect_exercise_tests(root)
+    hide = (folder, *kwargs.pop("hide", ()))
+    return [grade(p, root=root, hide=hide, **kwargs) for p in subs]
 
 
 def _fmt(x: float) -> str:
