@@ -342,8 +342,8 @@ def probe_positions(trace, tokens, boundary=-1, seed=0):
 
 def first_segment_influence(model, segments):
     """How far segment 0 reaches: run ``segments`` and a copy whose segment 0 is replaced by
-    another row's (the batch rolled by one), and return the largest |difference of logits| in
-    each segment, (T,). Exactly 0 in a segment the first one cannot influence."""
+    another row's (the batch rolled by one), and return the largest absolute difference of
+    logits in each segment, (T,). Exactly 0 in a segment the first one cannot influence."""
     x0 = np.asarray(segments[0][0])
     if x0.shape[0] < 2:
         raise ValueError("first_segment_influence: need a batch of at least 2 sequences")
