@@ -262,3 +262,17 @@ def test_browser_check_finds_typeset_math(small_book):
     result = check_book.browse(small_book / "notebooks" / "20_delta_rule.html", chromium)
     assert result.get("typeset", 0) > 20 and result["raw"] == 0, result
     assert result["other_hosts"] == [], result
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS)
+def test_pages_ask_questions_compare_with_the_papers_and_summarise(notebook):
+    text = _markdown(notebook)
+    hints = re.findall(r"<details><summary>Hint</summary>(.+?)</details>", text, re.DOTALL)
+    assert len(hints) >= 3, f"{notebook}: {len(hints)} questions with hints"
+    assert all(h.strip() for h in hints)
+    sections = re.findall(r"^## (.+)$", text, re.MULTILINE)
+    assert "Paper vs minimem" in sections and "Summary" in sections, sections
+    assert sections.index("Paper vs minimem") < sections.index("Summary")
+    table = text.split("## Paper vs minimem", 1)[1].split("## Summary", 1)[0]
+    rows = [line for line in table.splitlines() if line.startswith("|")][2:]
+    assert rows and all("{cite:" in row for row in rows), f"{notebook}: uncited paper rows"

@@ -7,8 +7,16 @@ r"""Experiments of the delta-rule chapter (used by the notebook, the tour and th
   instead of adding: with orthonormal keys the read-out is exact up to :math:`N = d_k`.
 * :func:`mqar_experiment`: train the same small language model with DeltaNet or linear
   attention mixers on multi-query associative recall and compare accuracies.
-* :func:`transition_spectrum`, :func:`plot_state`: the state matrix and the eigen-directions of
-  the transition :math:`I - \beta k k^\top`.
+* :func:`pair_recall_experiment`: the chapter's headline, one ``DeltaNet`` or
+  ``LinearAttention`` layer trained on associative recall (:func:`pair_recall`: each token holds
+  a key and its value, so the layer has nothing to bind across tokens and only the memory is
+  tested), over several seeds.
+* :func:`overwrite_trace`: the read-out error of every stored key after every token, under
+  linear attention, the delta rule and the gated delta rule, while keys are rewritten.
+* :func:`chunk_matrices`: one chunk's :math:`A`, :math:`\mathcal T`, :math:`W`, :math:`U` of the
+  UT/WY form, checked against the token-by-token recurrence.
+* :func:`transition_spectrum`, :func:`overwrite_demo`: the eigen-directions of the transition
+  :math:`I - \beta k k^\top`; the final state after rewriting half of the keys.
 """
 from __future__ import annotations
 
@@ -16,7 +24,10 @@ import numpy as np
 
 from ...autograd.function import no_grad
 from ...autograd.tensor import Tensor
-from .delta_rule import delta_rule, transition_matrix
+from ...nn.layers import Embedding, Linear
+from ...nn.module import Module
+from .chunkwise import ut_transform
+from .delta_rule import delta_rule, gated_delta_rule, transition_matrix
 from .linear_attention import linear_attention
 
 MIXERS = ("delta", "gated_delta", "linear")
@@ -155,3 +166,263 @@ def overwrite_demo(d_k=16, seed=0):
     return {"linear": S_lin, "delta": S_del,
             "error_linear": float(np.mean((keys @ S_lin - v_new) ** 2)),
             "error_delta": float(np.mean((keys @ S_del - v_new) ** 2))}
+
+
+# ---------------------------------------------------------------------------------------------
+def pair_recall(n_pairs=8, n_keys=32, n_values=32, n_rewritten=0, rounds=3, n_examples=32,
+                seed=0):
+    r"""Associative recall with each key and its value in one token, some keys rewritten.
+
+    An example first writes ``n_pairs`` distinct keys (from ``1..n_keys``) in a random order,
+    each with a value drawn uniformly from ``1..n_values``; then ``n_rewritten`` of those keys
+    are written ``rounds - 1`` more times (each round in a fresh order, each time a fresh
+    value); then every key is queried once, in a random order. Token id
+    ``key * (n_values + 1) + value``, value ``0`` marking a query; the target at a query is the
+    value the key was given *last* (``-100`` elsewhere). Each token carries its key and value
+    (the synthetic retrieval setting of Schlag et al., 2021), so a model needs no layer that
+    binds a key to the token after it, and only its memory is tested. :func:`writes_per_query`
+    tells the rewritten queries from the others.
+
+    Returns ``(inputs, targets)``, int64 arrays of shape ``(n_examples, 2 * n_pairs +
+    (rounds - 1) * n_rewritten)``.
+    """
+    for name, val, low in (("n_pairs", n_pairs, 1), ("n_keys", n_keys, 1),
+                           ("n_values", n_values, 1), ("n_rewritten", n_rewritten, 0),
+                           ("rounds", rounds, 1), ("n_examples", n_examples, 1)):
+        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < low:
+            raise ValueError(f"pair_recall: {name} must be an int >= {low}, got {val!r}")
+    if n_pairs > n_keys or n_rewritten > n_pairs:
+        raise ValueError(f"pair_recall: needs n_rewritten <= n_pairs <= n_keys, got "
+                         f"n_rewritten={n_rewritten}, n_pairs={n_pairs}, n_keys={n_keys}")
+    rng = np.random.default_rng(seed)
+    N, n, m = n_examples, n_pairs, n_rewritten
+
+    def shuffled(width, take):                      # (N, take): random distinct 0..width-1
+        return np.argsort(rng.random((N, width)), axis=1)[:, :take]
+
+    rows = np.arange(N)[:, None]
+    keys = 1 + shuffled(n_keys, n)                  # the key of slot j
+    latest = np.zeros((N, n), dtype=np.int64)
+    rewritten = shuffled(n, m)                      # the slots written again
+    writes = []
+    for r in range(rounds if m else 1):
+        slots = shuffled(n, n) if r == 0 else rewritten[rows, shuffled(m, m)]
+        vals = rng.integers(1, n_values + 1, size=slots.shape)
+        latest[rows, slots] = vals
+        writes.append(keys[rows, slots] * (n_values + 1) + vals)
+    order = shuffled(n, n)
+    inputs = np.concatenate(writes + [keys[rows, order] * (n_values + 1)], axis=1)
+    targets = np.full(inputs.shape, -100, dtype=np.int64)
+    targets[:, -n:] = latest[rows, order]
+    return inputs.astype(np.int64), targets
+
+
+def writes_per_query(inputs, targets, n_values=32):
+    """How many times the key queried at each target position was written before it (0 where
+    there is no target): ``(N, T)`` int array, for :func:`pair_recall` data."""
+    inputs, targets = np.asarray(inputs), np.asarray(targets)
+    if inputs.shape != targets.shape or inputs.ndim != 2:
+        raise ValueError(f"writes_per_query: inputs and targets must both be (N, T), got "
+                         f"{inputs.shape} and {targets.shape}")
+    key, value = np.divmod(inputs, n_values + 1)
+    written = value > 0
+    count = np.zeros(key.shape, dtype=np.int64)
+    for b, t in zip(*np.nonzero(targets != -100)):
+        count[b, t] = int(np.sum(written[b, :t] & (key[b, :t] == key[b, t])))
+    return count
+
+
+class PairRecallNet(Module):
+    r"""Key and value embeddings, one recurrent mixer, a read-out over the values.
+
+    ``forward(ids)``: :math:`x_t = E_k[\mathrm{key}_t] + E_v[\mathrm{value}_t]` for the tokens of
+    :func:`pair_recall`, then the mixer (``DeltaNet``, ``GatedDeltaNet`` or
+    ``LinearAttention``, without its short convolution), then logits over ``0..n_values``. No
+    residual path: whatever the read-out knows about the queried value came through the memory.
+    ``mode``, ``chunk_size``: the mixer's (the chunkwise form with chunks of 8 is the fastest
+    here on a CPU; every mode computes the same recurrence).
+    """
+
+    def __init__(self, mixer, n_keys=32, n_values=32, d_model=32, n_heads=1, d_head=16,
+                 mode="chunk", chunk_size=8, seed=0):
+        super().__init__()
+        from .layers import DeltaNet, GatedDeltaNet, LinearAttention
+
+        if mixer not in MIXERS:
+            raise ValueError(f"PairRecallNet: mixer must be one of {MIXERS}, got {mixer!r}")
+        cls = {"delta": DeltaNet, "gated_delta": GatedDeltaNet, "linear": LinearAttention}[mixer]
+        rng = np.random.default_rng(seed)
+        self.n_keys, self.n_values = n_keys, n_values
+        self.key_emb = Embedding(n_keys + 1, d_model, seed=rng)
+        self.value_emb = Embedding(n_values + 1, d_model, seed=rng)
+        tuning = {"chunk_size": chunk_size} if mode == "chunk" else {}
+        self.mixer = cls(d_model, n_heads, d_head, conv_size=0, mode=mode, seed=seed + 17,
+                         **tuning)
+        self.head = Linear(d_model, n_values + 1, bias=False, seed=rng)
+
+    def forward(self, ids):
+        ids = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
+        if ids.ndim != 2 or ids.dtype.kind not in "iu":
+            raise ValueError(f"PairRecallNet: ids must be (B, T) integers, got "
+                             f"{ids.dtype} {ids.shape}")
+        key, value = np.divmod(ids, self.n_values + 1)
+        return self.head(self.mixer(self.key_emb(key) + self.value_emb(value)))
+
+
+def pair_recall_experiment(mixers=("delta", "linear"), seeds=(0, 1, 2), n_pairs=8,
+                           n_keys=32, n_values=32, n_rewritten=4, rounds=3, d_model=32,
+                           n_heads=1, d_head=16, steps=150, batch_size=32, lr=1e-2,
+                           eval_every=25, eval_examples=256, progress=False):
+    r"""Train one :class:`PairRecallNet` per mixer and seed on :func:`pair_recall`.
+
+    Every (mixer, seed) run sees the same fresh training batches (seeded by seed and step) and
+    the same held-out set; AdamW (no weight decay), gradient clipping at 1. The default
+    regime: 8 pairs, 4 of them rewritten twice more (3 values each, the last one asked for);
+    one head of :math:`d_k = 16`. Linear attention's state is a sum over the writes, the same
+    whatever their order, so for a rewritten key it cannot tell the last value from the earlier
+    ones (at most about ``1 / rounds`` of those queries right); the delta rule replaces.
+
+    Returns ``{"config": dict, "seeds": tuple, "chance": 1/n_values, "eval_step": list,
+    mixer: {"accuracy", "once", "rewritten": (n_seeds,) final held-out accuracies over all
+    queries, over the keys written once, over the rewritten keys; "eval_acc": (n_seeds,
+    n_evals); "seconds": (n_seeds,)}}``.
+    """
+    from ...optim import AdamW
+    from ...train import fit
+
+    bad = [m for m in mixers if m not in MIXERS]
+    if bad or not mixers:
+        raise ValueError(f"pair_recall_experiment: mixers must be a non-empty sequence of "
+                         f"{MIXERS}, got {mixers!r}")
+    if len(seeds) == 0:
+        raise ValueError("pair_recall_experiment: seeds must not be empty")
+    task = {"n_pairs": n_pairs, "n_keys": n_keys, "n_values": n_values,
+            "n_rewritten": n_rewritten, "rounds": rounds}
+    config = {**task, "d_model": d_model, "n_heads": n_heads, "d_head": d_head,
+              "steps": steps, "batch_size": batch_size, "lr": lr}
+    out = {"config": config, "seeds": tuple(seeds), "chance": 1.0 / n_values}
+    for mixer in mixers:
+        res = {k: [] for k in ("accuracy", "once", "rewritten", "eval_acc", "seconds")}
+        for seed in seeds:
+            model = PairRecallNet(mixer, n_keys, n_values, d_model, n_heads, d_head, seed=seed)
+            opt = AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+            x, y = pair_recall(**task, n_examples=eval_examples, seed=10 ** 6 + seed)
+            hist = fit(model, lambda s, seed=seed: pair_recall(**task, n_examples=batch_size,
+                                                               seed=seed * 10 ** 5 + s),
+                       steps, opt, batch_size=batch_size, eval_every=eval_every,
+                       eval_data=(x, y), clip_norm=1.0, progress=progress, seed=seed)
+            model.eval()
+            with no_grad():
+                right = model(x).numpy().argmax(-1) == y
+            count, asked = writes_per_query(x, y, n_values), y != -100
+            for part, where in (("accuracy", asked), ("once", asked & (count == 1)),
+                                ("rewritten", count > 1)):
+                res[part].append(right[where].mean() if where.any() else np.nan)
+            res["eval_acc"].append(hist["eval_acc"])
+            res["seconds"].append(hist["time"][-1])
+            out["eval_step"] = list(hist["eval_step"])
+        out[mixer] = {k: np.asarray(v) for k, v in res.items()}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+def overwrite_trace(d_k=32, n_keys=8, n_writes=40, decay=0.9, beta=1.0, orthogonal=False,
+                    seed=0):
+    r"""Per-token read-out error of every stored key while keys are rewritten.
+
+    Tokens ``0..n_keys-1`` write each key once; the remaining ``n_writes - n_keys`` tokens
+    rewrite a random key (never the one just written) with a fresh value. Values are
+    :math:`\mathcal N(0, I/d_k)` (norm about 1), keys unit vectors (orthonormal with
+    ``orthogonal=True``). After every token ``t`` each key :math:`k_i` is read back,
+    :math:`\hat v_i = S_t^\top k_i`, and compared with the value it was *last* given:
+
+    .. math:: e_{t,i} = \|S_t^\top k_i - v_i^{\mathrm{latest}}\|^2 / \|v_i^{\mathrm{latest}}\|^2
+
+    (NaN before key ``i`` is first written), under linear attention, the delta rule
+    (``beta``) and the gated delta rule (``beta``, decay ``e^{g} = decay`` every token).
+
+    Returns ``{"key": (T,) index written at each token, "error": {rule: (T, n_keys)},
+    "final": {rule: mean error over keys after the last token}, "decay", "beta"}``.
+    """
+    if not 0 < decay <= 1:
+        raise ValueError(f"overwrite_trace: decay must be in (0, 1], got {decay!r}")
+    if n_writes < n_keys:
+        raise ValueError(f"overwrite_trace: n_writes ({n_writes}) must be >= n_keys "
+                         f"({n_keys})")
+    rng = np.random.default_rng(seed)
+    keys = _keys(rng, n_keys, d_k, orthogonal)
+    order = list(range(n_keys))
+    while len(order) < n_writes:
+        nxt = int(rng.integers(n_keys - 1))
+        order.append(nxt + (nxt >= order[-1]))          # any key but the one just written
+    order = np.asarray(order)
+    T = len(order)
+    values = rng.standard_normal((T, d_k)) / np.sqrt(d_k)
+    latest = np.full((T, n_keys, d_k), np.nan)
+    current = np.full((n_keys, d_k), np.nan)
+    for t, i in enumerate(order):
+        current[i] = values[t]
+        latest[t] = current
+    # read key i after every token: batch row i queries k_i at every step (scale 1)
+    k = np.broadcast_to(keys[order], (n_keys, 1, T, d_k)).copy()
+    v = np.broadcast_to(values, (n_keys, 1, T, d_k)).copy()
+    q = np.broadcast_to(keys[:, None, None, :], (n_keys, 1, T, d_k)).copy()
+    Q, K, V = Tensor(q), Tensor(k), Tensor(v)
+    B = Tensor(np.full((n_keys, 1, T), float(beta)))
+    G = Tensor(np.full((n_keys, 1, T), np.log(decay)))
+    reads = {"linear": linear_attention(Q, K, V, scale=1.0)[0],
+             "delta": delta_rule(Q, K, V, B, scale=1.0)[0],
+             "gated_delta": gated_delta_rule(Q, K, V, B, G, scale=1.0)[0]}
+    truth = np.transpose(latest, (1, 0, 2))                            # (n_keys, T, d_k)
+    norm = np.sum(truth ** 2, axis=-1)
+    error, final = {}, {}
+    for rule, o in reads.items():
+        e = np.sum((o.numpy()[:, 0] - truth) ** 2, axis=-1) / norm    # (n_keys, T), NaN early
+        error[rule] = e.T
+        final[rule] = float(np.mean(e[:, -1]))
+    return {"key": order, "error": error, "final": final, "decay": decay, "beta": beta}
+
+
+def chunk_matrices(C=8, d_k=6, d_v=4, gated=True, seed=0):
+    r"""One chunk of the UT/WY form, from its definitions, checked against the recurrence.
+
+    Random unit keys, values, :math:`\beta \sim U(0.3, 1)`, log-decays :math:`g \sim
+    -U(0, 0.3)` (``gated``; else 0) and a random entry state :math:`S`. Builds
+    :math:`\Gamma`, :math:`A = \mathrm{tril}(\mathrm{diag}(\beta) K K^\top \odot \Gamma, -1)`,
+    :math:`\mathcal T = (I + A)^{-1} \mathrm{diag}(\beta)`, :math:`W, U` (from
+    ``ut_transform``) and :math:`U' = U - W S`, and runs the gated delta rule token by token from
+    :math:`S` for its pseudo-values :math:`u_t` and final state.
+
+    Returns a dict of the arrays (``K, V, beta, gamma, Gamma, A, T, W, U, U_prime, S0``) and
+    ``gap_wu`` (max deviation of ``ut_transform`` from :math:`\mathcal T\, \mathrm{diag}
+    (e^\gamma) K`, :math:`\mathcal T V`), ``gap_u`` (:math:`U'` vs the recurrence's
+    :math:`u_t`), ``gap_state`` (the hand-off :math:`e^{\gamma_C} S + (\mathrm{diag}
+    (e^{\gamma_C - \gamma}) K)^\top U'` vs the recurrence's final state).
+    """
+    for name, val in (("C", C), ("d_k", d_k), ("d_v", d_v)):
+        if isinstance(val, bool) or not isinstance(val, (int, np.integer)) or val < 1:
+            raise ValueError(f"chunk_matrices: {name} must be an int >= 1, got {val!r}")
+    rng = np.random.default_rng(seed)
+    K = rng.standard_normal((C, d_k))
+    K /= np.linalg.norm(K, axis=1, keepdims=True)
+    V = rng.standard_normal((C, d_v))
+    beta = rng.uniform(0.3, 1.0, C)
+    g = -rng.uniform(0, 0.3, C) if gated else np.zeros(C)
+    S0 = rng.standard_normal((d_k, d_v))
+    gamma = np.cumsum(g)
+    Gamma = np.tril(np.exp(gamma[:, None] - gamma[None, :]))
+    A = np.tril(beta[:, None] * (K @ K.T) * Gamma, -1)
+    Tm = np.linalg.inv(np.eye(C) + A) @ np.diag(beta)
+    W, U = ut_transform(K, V, beta, g)
+    gap_wu = max(np.abs(W - Tm @ (np.exp(gamma)[:, None] * K)).max(), np.abs(U - Tm @ V).max())
+    U_prime = U - W @ S0
+    S, u = S0.copy(), []                        # the recurrence (delta-gated), token by token
+    for t in range(C):
+        S = np.exp(g[t]) * S
+        u.append(beta[t] * (V[t] - S.T @ K[t]))
+        S = S + np.outer(K[t], u[-1])
+    handoff = np.exp(gamma[-1]) * S0 + (np.exp(gamma[-1] - gamma)[:, None] * K).T @ U_prime
+    return {"K": K, "V": V, "beta": beta, "gamma": gamma, "Gamma": Gamma, "A": A, "T": Tm,
+            "W": W, "U": U, "U_prime": U_prime, "S0": S0,
+            "gap_wu": float(gap_wu), "gap_u": float(np.abs(U_prime - np.array(u)).max()),
+            "gap_state": float(np.abs(handoff - S).max())}
