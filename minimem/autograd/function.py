@@ -17,6 +17,13 @@ what makes fan-out, diamonds and ``x * x`` come out right:
 Broadcasting is undone in exactly one place, :func:`sum_to_shape`, applied by the engine when a
 gradient reaches an input of a different shape.
 
+The walk keeps its own arrays cheap: the first gradient that reaches a tensor is kept as it
+came (no copy); the second is added into a new array, which the walk then owns and adds every
+later one into in place (a tensor read by k operations costs one new array, not k - 1); a node
+frees its saved arrays as soon as its backward has run, and an output that received no
+gradient reaches the backward as zeros, or as None for a Function that sets
+``materialize_grads = False``.
+
 A backward may return a :class:`~minimem.autograd.sparse.RowSparseGrad` for a table input (a
 memory read, an embedding lookup): a leaf keeps it as its ``.grad`` (sparse + sparse stays
 sparse, anything + dense is dense); for any other tensor the engine makes it dense first, so
@@ -117,10 +124,11 @@ class Context:
     __slots__ = ("fn", "inputs", "saved", "needs_input_grad", "n_outputs", "out_meta",
                  "_trackers", "_saved_bytes", "__dict__")
 
-    def __init__(self, fn, inputs):
+    def __init__(self, fn, inputs, needs_input_grad=None):
         self.fn = fn
         self.inputs = inputs  # tuple of Tensor-or-None, one per positional argument
-        self.needs_input_grad = tuple(t is not None and t.requires_grad for t in inputs)
+        self.needs_input_grad = (tuple(t is not None and t.requires_grad for t in inputs)
+                                 if needs_input_grad is None else needs_input_grad)
         self.saved = ()
         self.n_outputs = 1
         self.out_meta = ()  # (shape, dtype, xp) per output, to build zero grads
@@ -159,6 +167,9 @@ class Context:
 class Function:
     """Base class of differentiable operations; subclasses define forward and backward."""
 
+    #: False: an output that received no gradient reaches backward() as None, not as zeros
+    materialize_grads = True
+
     @staticmethod
     def forward(ctx, *args, **kwargs):
         raise TypeError(f"{ctx.fn.__name__} (a Function) must define a static forward()")
@@ -169,12 +180,19 @@ class Function:
 
     @classmethod
     def apply(cls, *args, **kwargs):
-        from .tensor import Tensor
-
-        tensors = tuple(a if isinstance(a, Tensor) else None for a in args)
-        raw = tuple(a.data if isinstance(a, Tensor) else a for a in args)
-        needs_grad = is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-        ctx = Context(cls, tensors)
+        Tensor = _tensor_class()
+        tensors, raw, needs = [], [], []
+        for a in args:  # one plain loop: this runs for every operation
+            if isinstance(a, Tensor):
+                tensors.append(a)
+                raw.append(a.data)
+                needs.append(a.requires_grad)
+            else:
+                tensors.append(None)
+                raw.append(a)
+                needs.append(False)
+        needs_grad = True in needs and is_grad_enabled()
+        ctx = Context(cls, tuple(tensors), tuple(needs))
         out = cls.forward(ctx, *raw, **kwargs)
         multi = isinstance(out, tuple)
         # NumPy reductions to a scalar give np.float64 etc.; a Tensor always holds an array.
@@ -188,6 +206,18 @@ class Function:
             ctx.free()
             results = tuple(Tensor(o) for o in outs)
         return results if multi else results[0]
+
+
+_TENSOR = []
+
+
+def _tensor_class():
+    """``tensor.Tensor`` (imported on first use: tensor.py imports this module)."""
+    if not _TENSOR:
+        from .tensor import Tensor
+
+        _TENSOR.append(Tensor)
+    return _TENSOR[0]
 
 
 def sum_to_shape(grad, shape):
@@ -273,18 +303,18 @@ def backward(tensor, grad=None, retain_graph=False) -> None:
     if tensor._ctx is None:  # a leaf: nothing to propagate
         return
 
-    pending = {id(tensor._ctx): [None] * tensor._ctx.n_outputs}
-    pending[id(tensor._ctx)][tensor._out_idx] = grad
+    pending = {}  # id(node) -> _Slots: the gradients that have reached the node's outputs
+    _arrive(pending, tensor, grad)
     for node in _topological_order(tensor._ctx):
-        out_grads = pending.pop(id(node), None)
-        if out_grads is None:
+        arrived = pending.pop(id(node), None)
+        if arrived is None:
             continue
         if node.saved is None:
             node.saved_tensors  # raises the "graph freed" error
-        out_grads = [
-            g if g is not None else xp.zeros(shape, dtype=dt)
-            for g, (shape, dt) in zip(out_grads, node.out_meta)
-        ]
+        out_grads = arrived.grads
+        if node.fn.materialize_grads:
+            out_grads = [g if g is not None else xp.zeros(shape, dtype=dt)
+                         for g, (shape, dt) in zip(out_grads, node.out_meta)]
         in_grads = node.fn.backward(node, *out_grads)
         if not isinstance(in_grads, tuple):
             in_grads = (in_grads,)
@@ -311,8 +341,40 @@ def backward(tensor, grad=None, retain_graph=False) -> None:
                          and sum(g is h for h in in_grads) == 1)
                 t._accumulate(g, copy=not fresh or t._ctx is not None)
             if t._ctx is not None:
-                slot = pending.setdefault(id(t._ctx), [None] * t._ctx.n_outputs)
-                prev = slot[t._out_idx]
-                slot[t._out_idx] = g if prev is None else prev + g
+                _arrive(pending, t, g)
+        del arrived, out_grads, in_grads  # this node's arrays go before the next one allocates
         if not retain_graph:
             node.free()
+
+
+def _arrive(pending, t, g):
+    """Add the gradient ``g`` of the non-leaf ``t`` to its node's pending slots."""
+    slots = pending.get(id(t._ctx))
+    if slots is None:
+        slots = pending[id(t._ctx)] = _Slots(t._ctx.n_outputs)
+    slots.add(t._out_idx, g)
+
+
+class _Slots:
+    """The gradients arriving at one node's outputs, summed as they come.
+
+    The first array is kept as it came: it may be shared (an ``Add`` sends one array to both
+    inputs; a reshape sends a view), so the walk never writes into it. The second is added
+    into a new array that only the walk holds, and every later one into that array, in place.
+    """
+
+    __slots__ = ("grads", "owned")
+
+    def __init__(self, n):
+        self.grads = [None] * n
+        self.owned = [False] * n
+
+    def add(self, i, g):
+        prev = self.grads[i]
+        if prev is None:
+            self.grads[i] = g
+        elif self.owned[i]:
+            prev += g
+        else:   # asarray: NumPy sums two 0-d arrays to a scalar, which += would not update
+            self.grads[i] = get_xp(prev).asarray(prev + g)
+            self.owned[i] = True

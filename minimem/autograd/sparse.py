@@ -47,7 +47,7 @@ def _check_shape(shape):
 class RowSparseGrad:
     """``dense[indices[i]] += values[i]`` for each i, on a table of shape ``shape``.
 
-    ``indices`` (n,) integers in [0, shape[0]), ``values`` (n, *shape[1:]). The grouped form
+    ``indices`` (n,) integers in [0, shape[0]), ``values`` ``(n, *shape[1:])``. The grouped form
     (:meth:`grouped`) stands for ``values[m J + j] = w[m, j] * src[m]`` without forming it.
     ``coalesced`` is True when each row appears once, ascending (see :meth:`coalesce`).
     """
@@ -71,7 +71,7 @@ class RowSparseGrad:
     @classmethod
     def grouped(cls, idx, w, src, shape):
         r""":math:`\bar V = \sum_{m, j} w_{mj}\, e_{\text{idx}[m, j]}\, \text{src}[m]^\top` for
-        ``idx``, ``w`` (M, J) and ``src`` (M, *shape[1:]); nothing of size M J d is formed."""
+        ``idx``, ``w`` (M, J) and ``src`` ``(M, *shape[1:])``; nothing of size M J d is formed."""
         shape = _check_shape(shape)
         if getattr(idx, "ndim", None) != 2 or _shape_of(w) != idx.shape or \
                 _shape_of(src) != (idx.shape[0], *shape[1:]):
@@ -124,7 +124,7 @@ class RowSparseGrad:
 
     @property
     def values(self):
-        """The vector of each pair, (n, *shape[1:]); formed on each access (n x d numbers)."""
+        """The vector of each pair, ``(n, *shape[1:])``; formed on each access (n x d numbers)."""
         v = self.w[:, :, None] * self.src[:, None, :]
         return v.reshape(self.nnz_rows, *self.shape[1:])
 

@@ -1,6 +1,7 @@
 """Timing helpers shared by the benchmarks."""
 from __future__ import annotations
 
+import statistics
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -35,6 +36,35 @@ def timeit(fn, repeat=5, number=1, warmup=1, max_seconds=10.0) -> float:
         if time.perf_counter() - start > max_seconds:
             break
     return best
+
+
+def interleaved_medians(fns, repeat=15, number=1, warmup=2, max_seconds=60.0,
+                        clock=time.perf_counter) -> dict:
+    """Median seconds per call of every callable in ``fns`` ({name: fn}), timed in rounds.
+
+    Each round calls every function ``number`` times, in an order that rotates from round to
+    round, so that a slow spell of a shared machine falls on all of them alike; the ratio of two
+    medians from one call is what a benchmark should report. ``clock``: wall time by default;
+    ``time.process_time`` counts only this process's CPU time (for single-threaded workloads on
+    a machine that other jobs share). Stops after ``max_seconds`` of wall time (at least three
+    rounds are kept).
+    """
+    names = list(fns)
+    for _ in range(warmup):
+        for n in names:
+            fns[n]()
+    times = {n: [] for n in names}
+    start = time.perf_counter()
+    for r in range(repeat):
+        k = r % len(names)
+        for n in names[k:] + names[:k]:
+            t0 = clock()
+            for _ in range(number):
+                fns[n]()
+            times[n].append((clock() - t0) / number)
+        if r >= 2 and time.perf_counter() - start > max_seconds:
+            break
+    return {n: statistics.median(ts) for n, ts in times.items()}
 
 
 def with_ratios(rows, baseline_impl):

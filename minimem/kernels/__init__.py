@@ -1,7 +1,8 @@
 """Numba CPU kernels: pure array functions (arrays in, arrays out), no autograd inside.
 
 Each file is named by the formulation it computes (``delta_recurrent``, ``unit_lower_inverse``,
-``topk``, ``product_topk``, ``block_sparse_attention``, ``weighted_read``, ...), and callers
+``topk``, ``product_topk``, ``block_sparse_attention``, ``weighted_read``, ``dense_attention``,
+``row_norm``, ``gelu_tanh``, ``polynomial_exp``, ...), and callers
 import from that file: ``from minimem.kernels.unit_lower_inverse import unit_lower_inverse``
 (this package re-exports nothing, so a module and a function never share a name here).
 

@@ -48,17 +48,21 @@ def _remember_build(f, parallel):
                         f"6845): write a _serial and a _parallel twin (see minimem.kernels._jit)")
 
 
-def jit(fn=None, *, parallel=False, reassoc=False):
+def jit(fn=None, *, parallel=False, reassoc=False, numpy_division=False):
     """``numba.njit`` with ``cache=True`` and no fast-math (results match NumPy's).
 
     ``reassoc=True`` allows only re-association of floating-point sums, which lets LLVM
     vectorize a reduction such as a dot product (the order of the partial sums changes, as in
-    BLAS); NaN, infinity and signed-zero semantics stay IEEE.
+    BLAS); NaN, infinity and signed-zero semantics stay IEEE. ``numpy_division=True``: a float
+    division by zero gives inf or nan, as in NumPy, instead of raising ``ZeroDivisionError``
+    (Numba's ``error_model="numpy"``); without the check per element, a loop that divides can
+    vectorize.
     """
     def wrap(f):
         _remember_build(f, parallel)
         return numba.njit(cache=True, parallel=parallel,
-                          fastmath={"reassoc"} if reassoc else False)(f)
+                          fastmath={"reassoc"} if reassoc else False,
+                          error_model="numpy" if numpy_division else "python")(f)
 
     return wrap(fn) if fn is not None else wrap
 

@@ -7,6 +7,18 @@ For queries :math:`Q`, keys :math:`K` and values :math:`V` of one head,
 with :math:`M_{ij} = -\infty` where position i may not attend to j (the causal mask, or any
 boolean ``mask`` with True = attend). ``MultiHeadAttention`` projects ``x`` to H heads of size
 d_model / H, attends per head, concatenates and projects back with ``W_o``.
+
+Attention has two formulations that the tests hold equal, forward and backward:
+:func:`scaled_dot_product_attention_reference` composes the engine's matmul, where and softmax
+exactly as the equation reads; :func:`scaled_dot_product_attention` (what the layers run) is
+one node, :class:`ScaledDotProductAttention`, whose backward
+
+.. math:: \bar V &= A^\top \bar O,\quad \bar A = \bar O V^\top,\quad
+          \bar L = A \odot \big(\bar A - \mathrm{rowsum}(A \odot \bar A)\big), \\
+          \bar Q &= \tfrac{1}{\sqrt{d_k}} \bar L K,\quad \bar K = \tfrac{1}{\sqrt{d_k}} \bar L^\top Q
+
+(:math:`L` the logits) runs as BLAS products around one fused pass per row
+(:mod:`minimem.kernels.dense_attention`), skipping the masked half of causal products.
 """
 from __future__ import annotations
 
@@ -16,7 +28,10 @@ import numpy as np
 
 from .. import autograd as ag
 from ..autograd import ops
+from ..autograd.function import Function
 from ..backend import get_rng, get_xp
+from ..kernels.dense_attention import (check_attention_args, dense_attention_backward,
+                                       dense_attention_forward)
 from .layers import MLP, Dropout, Embedding, LayerNorm, Linear
 from .module import Module, ModuleList
 
@@ -33,21 +48,52 @@ def _mask_array(mask, xp):
     return mask.data if isinstance(mask, ag.Tensor) else xp.asarray(mask)
 
 
-def scaled_dot_product_attention(q, k, v, mask=None, causal=False, scale=None,
-                                 return_weights=False):
-    """Attention over the last two axes: q (..., T, D), k (..., S, D), v (..., S, D_v).
-
-    ``mask``: boolean, broadcastable to (..., T, S), True = may attend. A row with no allowed
-    key returns zeros (its weights are all zero), not NaN.
-    """
+def _attention_args(fn, q, k, v, mask, causal, scale):
+    """Check q (..., T, D), k (..., S, D), v (..., S, Dv), the mask (boolean, broadcastable
+    to the logits (..., T, S)), causal and scale; returns (mask as an array or None, scale)."""
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, ag.Tensor) or t.ndim < 2:
-            raise ValueError(f"scaled_dot_product_attention: {name} must be a Tensor with >= 2 dims")
-    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+            raise ValueError(f"{fn}: {name} must be a Tensor with >= 2 dims")
+    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2] or k.shape[-2] < 1 \
+            or q.shape[-1] < 1:
         raise ValueError(
-            f"scaled_dot_product_attention: expected q (..., T, D), k (..., S, D), v (..., S, Dv); "
+            f"{fn}: expected q (..., T, D), k (..., S, D), v (..., S, Dv) with D, S >= 1; "
             f"got q {q.shape}, k {k.shape}, v {v.shape}"
         )
+    try:
+        lead = np.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2])
+    except ValueError:
+        raise ValueError(f"{fn}: the leading dims of q {q.shape}, k {k.shape} and v {v.shape} "
+                         "do not broadcast") from None
+    if not isinstance(causal, (bool, np.bool_)):
+        raise TypeError(f"{fn}: causal must be True or False, got {causal!r}")
+    if scale is not None and (isinstance(scale, bool) or not isinstance(scale, numbers.Real)
+                              or not np.isfinite(scale) or scale <= 0):
+        raise ValueError(f"{fn}: scale must be a positive finite number, got {scale!r}")
+    if mask is None:
+        return None, scale
+    m = _mask_array(mask, get_xp(q.data))
+    if m.dtype != bool:
+        raise TypeError(f"{fn}: mask must be boolean, got {m.dtype}")
+    logits_shape = lead + (q.shape[-2], k.shape[-2])
+    try:
+        np.broadcast_shapes(m.shape, logits_shape)
+    except ValueError:
+        raise ValueError(f"{fn}: mask shape {m.shape} does not broadcast to the attention "
+                         f"logits {logits_shape}") from None
+    return m, scale
+
+
+def scaled_dot_product_attention_reference(q, k, v, mask=None, causal=False, scale=None,
+                                           return_weights=False):
+    """Attention over the last two axes, composed of engine ops (the equation as it reads).
+
+    q (..., T, D), k (..., S, D), v (..., S, D_v); ``mask``: boolean, broadcastable to
+    (..., T, S), True = may attend. A row with no allowed key returns zeros (its weights are
+    all zero), not NaN.
+    """
+    mask, scale = _attention_args("scaled_dot_product_attention_reference", q, k, v, mask,
+                                  causal, scale)
     xp = get_xp(q.data)
     T, S = q.shape[-2], k.shape[-2]
     scale = q.shape[-1] ** -0.5 if scale is None else scale
@@ -56,17 +102,7 @@ def scaled_dot_product_attention(q, k, v, mask=None, causal=False, scale=None,
     if causal:
         allowed = causal_mask(T, S, xp)
     if mask is not None:
-        m = _mask_array(mask, xp)
-        if m.dtype != bool:
-            raise TypeError(f"scaled_dot_product_attention: mask must be boolean, got {m.dtype}")
-        try:
-            np.broadcast_shapes(m.shape, logits.shape)
-        except ValueError:
-            raise ValueError(
-                f"scaled_dot_product_attention: mask shape {m.shape} does not broadcast to the "
-                f"attention logits {logits.shape}"
-            ) from None
-        allowed = m if allowed is None else (allowed & m)
+        allowed = mask if allowed is None else (allowed & mask)
     if allowed is not None:
         allowed = xp.broadcast_to(allowed, logits.shape)
         logits = ops.where(allowed, logits, ag.Tensor(xp.asarray(NEG_INF, dtype=logits.dtype)))
@@ -77,6 +113,50 @@ def scaled_dot_product_attention(q, k, v, mask=None, causal=False, scale=None,
     else:
         weights = ops.softmax(logits, axis=-1)
     out = weights @ v
+    return (out, weights) if return_weights else out
+
+
+class ScaledDotProductAttention(Function):
+    """Attention as one node with two outputs, O and the weights A (both differentiable):
+    :func:`minimem.kernels.dense_attention.dense_attention_forward` and ``_backward``."""
+
+    materialize_grads = False   # an unused output (most often A) sends None, not zeros
+
+    @staticmethod
+    def forward(ctx, q, k, v, mask, causal, scale):
+        o, weights = dense_attention_forward(q, k, v, mask, causal, scale)
+        ctx.save_for_backward(q, k, v, weights)
+        ctx.causal, ctx.scale = causal, scale
+        return o, weights
+
+    @staticmethod
+    def backward(ctx, grad_o, grad_weights):
+        q, k, v, weights = ctx.saved_tensors
+        if grad_o is None:
+            grad_o = get_xp(q).zeros(q.shape[:-1] + v.shape[-1:], dtype=q.dtype)
+        dq, dk, dv = dense_attention_backward(q, k, v, weights, grad_o, grad_weights,
+                                              ctx.causal, ctx.scale)
+        return dq, dk, dv, None, None, None
+
+
+def scaled_dot_product_attention(q, k, v, mask=None, causal=False, scale=None,
+                                 return_weights=False):
+    """Attention over the last two axes: q (..., T, D), k (..., S, D), v (..., S, D_v).
+
+    ``mask``: boolean, broadcastable to (..., T, S), True = may attend; ``causal``: also
+    ``j <= i + S - T``; ``scale`` (default 1/sqrt(D)) a positive number. A row with no allowed
+    key returns zeros (its weights are all zero), not NaN. One fused node
+    (:class:`ScaledDotProductAttention`); inputs it does not take (leading dims that broadcast,
+    mixed dtypes) go through :func:`scaled_dot_product_attention_reference`, its equal.
+    """
+    mask, scale = _attention_args("scaled_dot_product_attention", q, k, v, mask, causal, scale)
+    if not (q.shape[:-2] == k.shape[:-2] == v.shape[:-2]
+            and q.dtype == k.dtype == v.dtype and q.dtype in (np.float32, np.float64)):
+        return scaled_dot_product_attention_reference(q, k, v, mask, causal, scale,
+                                                      return_weights)
+    scale = check_attention_args("scaled_dot_product_attention", q.data, k.data, v.data, mask,
+                                 bool(causal), scale)
+    out, weights = ScaledDotProductAttention.apply(q, k, v, mask, bool(causal), scale)
     return (out, weights) if return_weights else out
 
 

@@ -5,8 +5,10 @@ import numpy as np
 
 from ..autograd.gradcheck import leaf
 from ..autograd.registry import register
-from .attention import MultiHeadAttention, TransformerBlock, scaled_dot_product_attention
-from .layers import MLP, BatchNorm1d, Embedding, LayerNorm, Linear, RMSNorm
+from .attention import (MultiHeadAttention, TransformerBlock, scaled_dot_product_attention,
+                        scaled_dot_product_attention_reference)
+from .layers import (MLP, BatchNorm1d, Embedding, LayerNorm, Linear, RMSNorm, gelu, layer_norm,
+                     linear, rms_norm)
 from .module import functional_call
 
 
@@ -46,10 +48,33 @@ layer_case("MultiHeadAttention (causal)", lambda r: MultiHeadAttention(4, 2, see
 layer_case("TransformerBlock", lambda r: TransformerBlock(4, 2, d_ff=6, seed=r), (1, 3, 4))
 
 
-register("scaled_dot_product_attention (mask)",
-         lambda r: (leaf(r, 2, 3, 4), leaf(r, 2, 5, 4), leaf(r, 2, 5, 3)), chapter="nn")(
-    lambda q, k, v: scaled_dot_product_attention(
-        q, k, v, mask=np.array([[1, 1, 0, 1, 0], [0, 1, 1, 1, 1], [1, 0, 0, 0, 0]], bool)))
+_MASK = np.array([[1, 1, 0, 1, 0], [0, 1, 1, 1, 1], [1, 0, 0, 0, 0]], bool)
+
+
+def _qkv(T, S):
+    return lambda r: (leaf(r, 2, T, 4), leaf(r, 2, S, 4), leaf(r, 2, S, 3))
+
+
+# The fused attention (one node) and its composed reference; the fused one also with its
+# weights as a second, differentiable output, and with the causal blocks of long rows.
+register("scaled_dot_product_attention (mask)", _qkv(3, 5), chapter="nn")(
+    lambda q, k, v: scaled_dot_product_attention(q, k, v, mask=_MASK))
+register("scaled_dot_product_attention_reference (mask)", _qkv(3, 5), chapter="nn")(
+    lambda q, k, v: scaled_dot_product_attention_reference(q, k, v, mask=_MASK))
+register("scaled_dot_product_attention (causal, T < S, out and weights)", _qkv(3, 5),
+         chapter="nn")(
+    lambda q, k, v: scaled_dot_product_attention(q, k, v, causal=True, scale=0.8,
+                                                 return_weights=True))
+register("scaled_dot_product_attention (causal, 70 rows: blocked)",
+         lambda r: (leaf(r, 1, 70, 2), leaf(r, 1, 70, 2), leaf(r, 1, 70, 1)), chapter="nn",
+         fast=True)(lambda q, k, v: scaled_dot_product_attention(q, k, v, causal=True))
+register("linear (fused, 3-D input)", lambda r: (leaf(r, 2, 3, 4), leaf(r, 5, 4), leaf(r, 5)),
+         chapter="nn")(linear)
+register("layer_norm (fused)", lambda r: (leaf(r, 2, 3, 5), leaf(r, 5), leaf(r, 5)),
+         chapter="nn")(layer_norm)
+register("rms_norm (fused)", lambda r: (leaf(r, 3, 5, scale=2.0), leaf(r, 5)), chapter="nn")(
+    rms_norm)
+register("gelu (fused)", lambda r: (leaf(r, 3, 4, scale=2.0),), chapter="nn")(gelu)
 
 
 def _embedding_case(name, sparse):

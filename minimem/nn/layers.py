@@ -8,8 +8,17 @@ r"""Basic layers: Linear, Embedding, LayerNorm, RMSNorm, BatchNorm1d, MLP, Dropo
   - \hat{x}\,\overline{\bar{\hat{x}} \odot \hat{x}}\right)` (bars over a mean are means over
   the features), with :math:`\bar{\hat{x}} = \gamma \odot \bar{y}`.
 * RMSNorm: :math:`y = \gamma \odot x / \sqrt{\mathrm{mean}(x^2) + \epsilon}`.
+* GELU (tanh approximation): :math:`\tfrac12 x (1 + \tanh(\sqrt{2/\pi}(x + 0.044715 x^3)))`.
 * Dropout: zero each element with probability p and scale the rest by 1/(1-p); the mask comes
   from the layer's own seeded generator (``.rng``), so runs are reproducible and replayable.
+
+Each of linear, layer_norm, rms_norm and gelu exists twice: ``*_reference``, the composition of
+engine ops that the equations above describe line by line (what the book shows), and the fused
+formulation that the layers run — one ``Function`` whose forward and backward are single passes
+(the kernels :mod:`minimem.kernels.row_norm` and :mod:`minimem.kernels.gelu_tanh`, whose
+docstrings derive the backward; one GEMM of all rows for ``linear``). The tests hold the two to
+the same values and gradients. ``LayerNormFunction`` is the hand-derived NumPy LayerNorm of
+exercise 1.1.
 """
 from __future__ import annotations
 
@@ -22,6 +31,8 @@ from .. import autograd as ag
 from ..autograd.function import Function
 from ..autograd.sparse import RowSparseGrad
 from ..backend import get_default_dtype, get_rng, get_xp, to_device
+from ..kernels.gelu_tanh import gelu_tanh_backward, gelu_tanh_forward
+from ..kernels.row_norm import row_norm_backward, row_norm_forward
 from .module import Module, Parameter
 
 
@@ -41,6 +52,75 @@ def _check_last_dim(cls, x, d):
         raise ValueError(f"{cls}: expected input with last dim {d}, got shape {x.shape}")
 
 
+def _check_float_tensor(fn, name, t):
+    if not isinstance(t, ag.Tensor):
+        raise TypeError(f"{fn}: argument '{name}' must be a Tensor, got {type(t).__name__}")
+    if t.dtype.kind != "f":
+        raise TypeError(f"{fn}: argument '{name}' must be floating, got dtype {t.dtype}")
+
+
+def _check_vector(fn, name, t, d):
+    if t is not None:
+        _check_float_tensor(fn, name, t)
+        if t.shape != (d,):
+            raise ValueError(f"{fn}: {name} must have shape ({d},), got {t.shape}")
+
+
+def _fusable(*tensors):
+    """One float32/float64 dtype for all (the fused kernels do not promote dtypes)."""
+    dts = {t.dtype for t in tensors if t is not None}
+    return len(dts) == 1 and dts <= {np.dtype(np.float32), np.dtype(np.float64)}
+
+
+def linear_reference(x, weight, bias=None):
+    """y = x W^T + b composed of engine ops (reshape to rows, matmul, add)."""
+    if x.ndim > 2:  # one (N, in) @ (in, out) GEMM, not one small GEMM per leading index
+        lead = x.shape[:-1]
+        y = (x.reshape(-1, weight.shape[1]) @ weight.T).reshape(*lead, weight.shape[0])
+    else:
+        y = x @ weight.T
+    return y + bias if bias is not None else y
+
+
+class LinearFunction(Function):
+    r"""y = x W^T + b as one node: x viewed as rows X (N, in), Y = X W^T + b, and backward
+    :math:`\bar X = \bar Y W`, :math:`\bar W = \bar Y^\top X`,
+    :math:`\bar b = \sum_{\text{rows}} \bar Y` (each gradient made once, contiguous)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias):
+        x2 = x.reshape(-1, x.shape[-1])
+        y = x2 @ weight.T
+        if bias is not None:
+            y += bias
+        ctx.save_for_backward(x2, weight)
+        ctx.x_shape, ctx.has_bias = x.shape, bias is not None
+        return y.reshape(x.shape[:-1] + (weight.shape[0],))
+
+    @staticmethod
+    def backward(ctx, g):
+        x2, weight = ctx.saved_tensors
+        g2 = g.reshape(-1, weight.shape[0])
+        need_x, need_w, need_b = ctx.needs_input_grad
+        grad_x = (g2 @ weight).reshape(ctx.x_shape) if need_x else None
+        grad_w = g2.T @ x2 if need_w else None
+        grad_b = g2.sum(axis=0) if ctx.has_bias and need_b else None
+        return grad_x, grad_w, grad_b
+
+
+def linear(x, weight, bias=None):
+    """y = x W^T + b over the last axis (``torch.nn.functional.linear``): one fused node."""
+    _check_float_tensor("linear", "x", x)
+    _check_float_tensor("linear", "weight", weight)
+    if weight.ndim != 2:
+        raise ValueError(f"linear: weight must be (out, in), got shape {weight.shape}")
+    if x.ndim < 1 or x.shape[-1] != weight.shape[1]:
+        raise ValueError(f"linear: expected x with last dim {weight.shape[1]} (weight "
+                         f"{weight.shape}), got shape {x.shape}")
+    _check_vector("linear", "bias", bias, weight.shape[0])
+    return LinearFunction.apply(x, weight, bias)
+
+
 class Linear(Module):
     """y = x W^T + b."""
 
@@ -56,13 +136,7 @@ class Linear(Module):
 
     def forward(self, x):
         _check_last_dim("Linear", x, self.in_features)
-        if x.ndim > 2:  # one (N, in) @ (in, out) GEMM, not one small GEMM per leading index
-            lead = x.shape[:-1]
-            y = (x.reshape(-1, self.in_features) @ self.weight.T).reshape(
-                *lead, self.out_features)
-        else:
-            y = x @ self.weight.T
-        return y + self.bias if self.bias is not None else y
+        return linear(x, self.weight, self.bias)
 
     def extra_repr(self):
         return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}"
@@ -145,12 +219,73 @@ class LayerNormFunction(Function):
         return grad_x, grad_gamma, grad_beta, None
 
 
+def layer_norm_reference(x, weight, bias, eps=1e-5):
+    """LayerNorm over the last axis composed of engine ops: (x - mean) / sqrt(var + eps)."""
+    mu = x.mean(axis=-1, keepdims=True)
+    sigma = (x.var(axis=-1, keepdims=True) + eps).sqrt()
+    return (x - mu) / sigma * weight + bias
+
+
+def rms_norm_reference(x, weight, eps=1e-6):
+    """RMSNorm over the last axis composed of engine ops: x / sqrt(mean(x^2) + eps)."""
+    rms = ((x * x).mean(axis=-1, keepdims=True) + eps).sqrt()
+    return x / rms * weight
+
+
+class RowNormFunction(Function):
+    """LayerNorm (``center=True``) or RMSNorm (``center=False``) of each row as one node:
+    the fused forward and backward of :mod:`minimem.kernels.row_norm` (equations there)."""
+
+    @staticmethod
+    def forward(ctx, x, gamma, beta, eps, center):
+        y, mean, rstd = row_norm_forward(x, gamma, beta, eps, center)
+        ctx.save_for_backward(x, gamma, mean, rstd)
+        ctx.center = center
+        return y
+
+    @staticmethod
+    def backward(ctx, g):
+        x, gamma, mean, rstd = ctx.saved_tensors
+        grad_x, grad_gamma, grad_beta = row_norm_backward(x, gamma, mean, rstd, g, ctx.center)
+        return grad_x, grad_gamma, grad_beta if ctx.needs_input_grad[2] else None, None, None
+
+
+def _check_norm(fn, x, weight, bias, eps):
+    _check_float_tensor(fn, "x", x)
+    if x.ndim < 1:
+        raise ValueError(f"{fn}: x must have at least one axis, got a scalar")
+    _check_vector(fn, "weight", weight, x.shape[-1])
+    _check_vector(fn, "bias", bias, x.shape[-1])
+    if not isinstance(eps, numbers.Real) or not eps > 0:
+        raise ValueError(f"{fn}: eps must be a positive number, got {eps!r}")
+
+
+def layer_norm(x, weight, bias, eps=1e-5):
+    """LayerNorm over the last axis with gain ``weight`` and shift ``bias``: one fused node
+    (the composed reference, :func:`layer_norm_reference`, where dtypes differ)."""
+    _check_norm("layer_norm", x, weight, bias, eps)
+    if not _fusable(x, weight, bias):
+        return layer_norm_reference(x, weight, bias, eps)
+    return RowNormFunction.apply(x, weight, bias, eps, True)
+
+
+def rms_norm(x, weight, eps=1e-6):
+    """RMSNorm over the last axis with gain ``weight``: one fused node (the composed
+    reference, :func:`rms_norm_reference`, where dtypes differ)."""
+    _check_norm("rms_norm", x, weight, None, eps)
+    if not _fusable(x, weight):
+        return rms_norm_reference(x, weight, eps)
+    return RowNormFunction.apply(x, weight, None, eps, False)
+
+
 class LayerNorm(Module):
     """Normalize the last axis to zero mean and unit variance, then scale and shift."""
 
     def __init__(self, d, eps=1e-5, dtype=None):
         super().__init__()
         _check_int("LayerNorm", "d", d)
+        if not isinstance(eps, numbers.Real) or not eps > 0:
+            raise ValueError(f"LayerNorm: eps must be a positive number, got {eps!r}")
         dt = dtype or get_default_dtype()
         self.d, self.eps = d, eps
         self.weight = Parameter(np.ones(d, dtype=dt))
@@ -158,7 +293,7 @@ class LayerNorm(Module):
 
     def forward(self, x):
         _check_last_dim("LayerNorm", x, self.d)
-        return LayerNormFunction.apply(x, self.weight, self.bias, self.eps)
+        return layer_norm(x, self.weight, self.bias, self.eps)
 
     def extra_repr(self):
         return f"{self.d}, eps={self.eps}"
@@ -170,13 +305,14 @@ class RMSNorm(Module):
     def __init__(self, d, eps=1e-6, dtype=None):
         super().__init__()
         _check_int("RMSNorm", "d", d)
+        if not isinstance(eps, numbers.Real) or not eps > 0:
+            raise ValueError(f"RMSNorm: eps must be a positive number, got {eps!r}")
         self.d, self.eps = d, eps
         self.weight = Parameter(np.ones(d, dtype=dtype or get_default_dtype()))
 
     def forward(self, x):
         _check_last_dim("RMSNorm", x, self.d)
-        rms = ((x * x).mean(axis=-1, keepdims=True) + self.eps).sqrt()
-        return x / rms * self.weight
+        return rms_norm(x, self.weight, self.eps)
 
     def extra_repr(self):
         return f"{self.d}, eps={self.eps}"
@@ -221,9 +357,34 @@ class BatchNorm1d(Module):
         return y * self.weight + self.bias if self.weight is not None else y
 
 
-def gelu(x):
-    """GELU, tanh approximation: 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+def gelu_reference(x):
+    """GELU, tanh approximation, composed of engine ops:
+    0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
     return 0.5 * x * (1 + ag.ops.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x * x * x)))
+
+
+class GeluFunction(Function):
+    """GELU (tanh approximation) as one node: the fused forward and backward of
+    :mod:`minimem.kernels.gelu_tanh` (equations there; the backward recomputes from x)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.save_for_backward(x)
+        return gelu_tanh_forward(x)
+
+    @staticmethod
+    def backward(ctx, g):
+        (x,) = ctx.saved_tensors
+        return (gelu_tanh_backward(x, g),)
+
+
+def gelu(x):
+    """GELU, tanh approximation (``torch.nn.functional.gelu(x, approximate="tanh")``), as one
+    fused node; :func:`gelu_reference` is the same function composed of engine ops."""
+    _check_float_tensor("gelu", "x", x)
+    if not _fusable(x):
+        return gelu_reference(x)
+    return GeluFunction.apply(x)
 
 
 _ACTIVATIONS = {"relu": ag.ops.relu, "silu": ag.ops.silu, "gelu": gelu, "tanh": ag.ops.tanh}

@@ -69,6 +69,105 @@ def test_gradients_accumulate_across_backward_calls():
     assert x.grad is None
 
 
+def test_in_place_sums_never_write_into_an_array_a_backward_returned():
+    """h is read by three nodes whose backward hands back the very array it received (as a
+    reshape or an Add does); the walk sums them into an array of its own, never into those."""
+    seen = []
+
+    class PassThrough(Function):
+        @staticmethod
+        def forward(ctx, a):
+            return a.copy()
+
+        @staticmethod
+        def backward(ctx, g):
+            seen.append((g, g.copy()))
+            return (g,)
+
+    x = leaf(3, 4, seed=1)
+    h = x * 2.0
+    reads = [PassThrough.apply(h) for _ in range(3)]
+    f = (reads[0] * 1.0).sum() + (reads[1] * 2.0).sum() + (reads[2] * 3.0).sum()
+    f.backward()
+    assert len(seen) == 3
+    for array, before in seen:
+        np.testing.assert_array_equal(array, before)
+    np.testing.assert_allclose(x.grad.numpy(), 2 * 6.0)
+    # the same with an Add that sends one array to both of its inputs
+    w0 = leaf(3, 4, seed=2)
+    w = w0 * 1.0
+    h = x * 2.0
+    f = ((h + w) * 3.0).sum() + mm.exp(h).sum() + (h * h).sum()
+    x.grad = None
+    f.backward()
+    np.testing.assert_array_equal(w0.grad.numpy(), np.full((3, 4), 3.0))
+    H = 2 * x.numpy()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * (3 + np.exp(H) + 2 * H), rtol=1e-12)
+
+
+def test_pending_gradients_cost_one_new_array_however_many_reads():
+    from minimem.autograd.function import _Slots
+
+    first, second, third = np.ones(3), np.full(3, 2.0), np.full(3, 4.0)
+    slots = _Slots(1)
+    slots.add(0, first)
+    assert slots.grads[0] is first                    # kept as it came, no copy
+    slots.add(0, second)
+    total = slots.grads[0]
+    assert total is not first and total is not second  # a new array, owned by the walk
+    slots.add(0, third)
+    assert slots.grads[0] is total                    # added in place
+    np.testing.assert_array_equal(total, 7.0)
+    np.testing.assert_array_equal(first, 1.0)         # the arrays that came are untouched
+    np.testing.assert_array_equal(second, 2.0)
+
+
+def test_a_tensor_read_many_times_and_twice_by_one_op():
+    x = leaf(5)
+    y = x * 1.0
+    parts = [y * float(i) for i in range(1, 6)] + [y + y, y * y]   # 5 + 2 + 2 reads of y
+    f = parts[0].sum()
+    for p in parts[1:]:
+        f = f + p.sum()
+    f.backward(retain_graph=True)
+    first = x.grad.numpy().copy()
+    np.testing.assert_allclose(first, 15 + 2 + 2 * x.numpy(), rtol=1e-12)
+    # the same graph again: the second walk must not see the first one's sums
+    f.backward()
+    np.testing.assert_allclose(x.grad.numpy(), 2 * first, rtol=1e-12)
+
+
+def test_scalar_gradients_accumulate_in_place_as_arrays():
+    x = mm.tensor(2.0, requires_grad=True, dtype=np.float64)
+    y = x * 1.0
+    (y * y * y + y + y).backward()              # y read by four nodes, 0-d gradients
+    assert x.grad.item() == pytest.approx(3 * 4.0 + 2)
+
+
+def test_unmaterialized_gradients_reach_backward_as_none():
+    seen = []
+
+    class TwoOut(Function):
+        materialize_grads = False
+
+        @staticmethod
+        def forward(ctx, a):
+            return a * 2.0, a * 3.0
+
+        @staticmethod
+        def backward(ctx, g1, g2):
+            seen.append((g1 is None, g2 is None))
+            return ((0 if g1 is None else 2.0 * g1) + (0 if g2 is None else 3.0 * g2),)
+
+    x = leaf(3)
+    _, b = TwoOut.apply(x)
+    b.sum().backward()
+    a2, b2 = TwoOut.apply(x)
+    (a2.sum() + b2.sum()).backward()
+    assert seen == [(True, False), (False, False)]
+    np.testing.assert_allclose(x.grad.numpy(), 3.0 + 5.0)
+
+
 def test_chain_of_100000_nodes_no_recursion():
     depth = 100_000
     assert sys.getrecursionlimit() < depth

@@ -33,6 +33,8 @@ def check_operand(op: str, name: str, x) -> None:
 
 def broadcast_shape(op: str, *xs):
     shapes = [shape_of(x) for x in xs]
+    if len(shapes) == 2 and (shapes[0] == shapes[1] or not shapes[1]):
+        return tuple(shapes[0])  # the common cases (same shape, a scalar), without NumPy's check
     try:
         return np.broadcast_shapes(*shapes)
     except ValueError:

@@ -187,7 +187,7 @@ class Relu(Function):
 
 
 class Softplus(Function):
-    """softplus(a) = log(1 + e^a), computed as max(a, 0) + log1p(e^-|a|)."""
+    """``softplus(a) = log(1 + e^a)``, computed as ``max(a, 0) + log1p(e^-|a|)``."""
 
     @staticmethod
     def forward(ctx, a):
