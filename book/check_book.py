@@ -18,8 +18,9 @@ and exits 1 when a page fails.
 """
 from __future__ import annotations
 
+import functools
+import html
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -77,6 +78,12 @@ def css_urls(css: str) -> list[str]:
     return [a or b for a, b in CSS_URL.findall(css)]
 
 
+@functools.lru_cache(maxsize=None)
+def _stylesheet_urls(sheet: Path) -> tuple[str, ...]:
+    """The url()s of one local stylesheet (every page links the same few)."""
+    return tuple(css_urls(sheet.read_text(encoding="utf-8", errors="replace")))
+
+
 def page_loads(page: Path) -> list[tuple[str, str]]:
     """(what, url) for everything ``page`` loads, including url()s of its local stylesheets."""
     parser = _Loads()
@@ -85,10 +92,9 @@ def page_loads(page: Path) -> list[tuple[str, str]]:
     loads += [("inline css url()", u) for s in parser.styles for u in css_urls(s)]
     for what, url in parser.loads:
         if what.startswith("<link") and "stylesheet" in what and not is_remote(url):
-            sheet = (page.parent / url.split("?")[0].split("#")[0])
+            sheet = (page.parent / url.split("?")[0].split("#")[0]).resolve()
             if sheet.is_file():
-                css = sheet.read_text(encoding="utf-8", errors="replace")
-                loads += [(f"url() in {sheet.name}", u) for u in css_urls(css)]
+                loads += [(f"url() in {sheet.name}", u) for u in _stylesheet_urls(sheet)]
     return loads
 
 
@@ -183,8 +189,8 @@ def _requests_to_other_hosts(netlog: Path) -> list[str]:
 def browse(page: Path, chromium: str, width: int = 1280) -> dict:
     """Open a scratch copy of ``page`` (measuring script added) offline; return the measures."""
     scratch = page.with_name(f".measure-{page.name}")
-    html = page.read_text(encoding="utf-8", errors="replace")
-    scratch.write_text(html.replace("</body>", MEASURE + "</body>", 1), encoding="utf-8")
+    source = page.read_text(encoding="utf-8", errors="replace")
+    scratch.write_text(source.replace("</body>", MEASURE + "</body>", 1), encoding="utf-8")
     with tempfile.TemporaryDirectory() as tmp:
         netlog = Path(tmp) / "netlog.json"
         cmd = [chromium, "--headless", "--no-sandbox", "--disable-gpu",
@@ -201,8 +207,7 @@ def browse(page: Path, chromium: str, width: int = 1280) -> dict:
             scratch.unlink(missing_ok=True)
         other_hosts = _requests_to_other_hosts(netlog)
     found = re.search(r'<pre id="minimem-measure"[^>]*>(.*?)</pre>', dom, re.DOTALL)
-    result = json.loads(found.group(1).replace("&quot;", '"').replace("&amp;", "&")
-                        .replace("&lt;", "<").replace("&gt;", ">")) if found else {
+    result = json.loads(html.unescape(found.group(1))) if found else {
         "error": "the measuring script did not report (page failed to load?)"}
     result["other_hosts"] = other_hosts
     return result

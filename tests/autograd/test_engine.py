@@ -12,6 +12,7 @@ from _helpers import seeded_leaf as leaf  # leaf(3, 4, seed=1)
 
 import minimem as mm
 from minimem.autograd import Function, GradcheckError
+from minimem.autograd.experiments import MulWrongSecondGradient  # grad_b = g * b
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -454,18 +455,6 @@ class SquareWrongAtOneElement(Function):
         return (grad,)
 
 
-class MulWrongSecondInput(Function):
-    @staticmethod
-    def forward(ctx, a, b):
-        ctx.save_for_backward(a, b)
-        return a * b
-
-    @staticmethod
-    def backward(ctx, g):
-        _, b = ctx.saved_tensors
-        return g * b, g * b  # the second should be g * a
-
-
 def test_gradcheck_catches_a_planted_bug_and_names_input_and_element():
     x = leaf(3, 3)
     with pytest.raises(GradcheckError) as info:
@@ -485,13 +474,13 @@ def test_gradcheck_catches_a_planted_bug_and_names_input_and_element():
 
 def test_gradcheck_names_the_wrong_input_of_two():
     a, b = leaf(3, seed=1), leaf(3, seed=2)
-    report = mm.gradcheck(MulWrongSecondInput.apply, (a, b), raise_exception=False)
+    report = mm.gradcheck(MulWrongSecondGradient.apply, (a, b), raise_exception=False)
     assert [r.passed for r in report.inputs] == [True, False]
     lines = str(report).splitlines()
     assert "<-" not in lines[1] and lines[1].strip().startswith("input 0")
     assert lines[2].strip().startswith("input 1") and "<- element" in lines[2]
     # only b requires grad: the passing input is not even checked
-    b_only = mm.gradcheck(MulWrongSecondInput.apply, (a.detach(), b), raise_exception=False)
+    b_only = mm.gradcheck(MulWrongSecondGradient.apply, (a.detach(), b), raise_exception=False)
     assert [r.index for r in b_only.inputs] == [1] and not b_only
 
 
@@ -499,7 +488,7 @@ def test_gradcheck_fast_mode_agrees():
     x = leaf(3, 3)
     assert not mm.gradcheck(SquareWrongAtOneElement.apply, (x,), fast=True,
                             raise_exception=False)
-    assert not mm.gradcheck(MulWrongSecondInput.apply, (leaf(4), leaf(4, seed=1)), fast=True,
+    assert not mm.gradcheck(MulWrongSecondGradient.apply, (leaf(4), leaf(4, seed=1)), fast=True,
                             raise_exception=False)
     good = mm.gradcheck(lambda x: mm.softmax(x * x), (x,), fast=True)
     assert good and good.fast and "fast" in str(good)

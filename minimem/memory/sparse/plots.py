@@ -65,16 +65,17 @@ def plot_accuracies(results, chance=None, title="Passkey accuracy"):
     names = list(results)
     values = [np.atleast_1d(np.asarray(results[n], dtype=float)) for n in names]
     means = [v.mean() for v in values]
+    seeds = max(len(v) for v in values) > 1
     spread = np.array([[m - v.min() for m, v in zip(means, values)],
                        [v.max() - m for m, v in zip(means, values)]])
-    ax.bar(names, means, color="tab:blue", alpha=0.8,
-           yerr=spread if max(len(v) for v in values) > 1 else None, capsize=4)
+    ax.bar(names, means, color="tab:blue", alpha=0.8, yerr=spread if seeds else None,
+           capsize=4)
     for x, v in enumerate(values):
         if len(v) > 1:
             ax.plot(np.full(len(v), x), v, "k.", ms=6, label="one seed" if x == 0 else None)
     if chance is not None:
         ax.axhline(chance, color="k", ls="--", label="chance")
-    if chance is not None or max(len(v) for v in values) > 1:
+    if chance is not None or seeds:
         ax.legend(loc="upper center", ncol=2, fontsize=8)
     ax.set_ylim(0, 1.25)
     ax.set_ylabel("accuracy")
