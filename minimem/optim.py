@@ -21,32 +21,72 @@ import math
 
 from .autograd.sparse import RowSparseGrad
 from .backend import get_xp
+from .checks import (
+    check_bool,
+    check_float_array,
+    check_int,
+    check_real,
+    check_type,
+    describe,
+    is_tensor,
+)
 from .kernels.sparse_rows import adam_rows
 from .kernels.weighted_read import scatter_weighted_rows
 
 
+def _check_params(fn, params):
+    """PyTorch's rules: floating leaf tensors that require grad, each listed once."""
+    if is_tensor(params) or isinstance(params, dict):
+        raise TypeError(f"{fn}: params must be an iterable of Tensors (e.g. "
+                        f"model.parameters()), got {type(params).__name__}")
+    params = list(params)
+    if not params:
+        raise ValueError(f"{fn}: got an empty parameter list")
+    seen = {}
+    for i, p in enumerate(params):
+        if not is_tensor(p) or not p.requires_grad:
+            raise TypeError(f"{fn}: params[{i}] is not a tensor that requires grad, got "
+                            f"{describe(p)}")
+        if not p.is_leaf:
+            raise ValueError(f"{fn}: params[{i}] is not a leaf tensor (it is the result of an "
+                             f"operation, so an update to it would never reach a parameter)")
+        if id(p) in seen:
+            raise ValueError(f"{fn}: params[{i}] is the same tensor as params[{seen[id(p)]}] "
+                             f"(a parameter listed twice would be updated twice)")
+        seen[id(p)] = i
+    return params
+
+
+def _check_betas(fn, betas):
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise TypeError(f"{fn}: betas must be a pair (beta1, beta2), got {describe(betas)}")
+    for b in betas:
+        check_real(fn, "betas", b)  # a real number, not NaN
+        if not 0 <= b < 1:
+            raise ValueError(f"{fn}: betas must lie in [0, 1), got {tuple(betas)}")
+    return tuple(float(b) for b in betas)
+
+
 class Optimizer:
     def __init__(self, params, lr):
-        params = list(params)
-        if not params:
-            raise ValueError(f"{type(self).__name__}: got an empty parameter list")
-        if not lr > 0:
-            raise ValueError(f"{type(self).__name__}: lr must be > 0, got {lr}")
-        for i, p in enumerate(params):
-            if not getattr(p, "requires_grad", False):
-                raise TypeError(
-                    f"{type(self).__name__}: params[{i}] is not a tensor that requires grad"
-                )
-        self.params, self.lr, self.state = params, lr, {}
+        fn = type(self).__name__
+        self.params = _check_params(fn, params)
+        self.lr = check_real(fn, "lr", lr, low=0, low_open=True)
+        self.state = {}
 
     def zero_grad(self):
         for p in self.params:
             p.grad = None
 
     def step(self):
-        for p in self.params:
+        for i, p in enumerate(self.params):
             if p.grad is not None:
-                g = p.grad if isinstance(p.grad, RowSparseGrad) else p.grad.data
+                sparse = isinstance(p.grad, RowSparseGrad)
+                if tuple(p.grad.shape) != tuple(p.shape):  # never broadcast a gradient
+                    raise ValueError(f"{type(self).__name__}.step: params[{i}].grad must have "
+                                     f"the parameter's shape {tuple(p.shape)}, got "
+                                     f"{tuple(p.grad.shape)}")
+                g = p.grad if sparse else p.grad.data
                 self._update(p, g, self.state.setdefault(id(p), {}))
 
     def _update(self, p, g, state):
@@ -56,6 +96,10 @@ class Optimizer:
 class SGD(Optimizer):
     def __init__(self, params, lr, momentum=0.0, weight_decay=0.0, nesterov=False):
         super().__init__(params, lr)
+        momentum = check_real("SGD", "momentum", momentum, low=0, high=1)
+        weight_decay = check_real("SGD", "weight_decay", weight_decay, low=0)
+        if check_bool("SGD", "nesterov", nesterov) and momentum == 0:
+            raise ValueError("SGD: nesterov=True needs momentum > 0, got momentum=0")
         self.momentum, self.weight_decay, self.nesterov = momentum, weight_decay, nesterov
 
     def _update(self, p, g, state):
@@ -81,8 +125,11 @@ class Adam(Optimizer):
 
     def __init__(self, params, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0):
         super().__init__(params, lr)
-        if not (0 <= betas[0] < 1 and 0 <= betas[1] < 1):
-            raise ValueError(f"{type(self).__name__}: betas must lie in [0, 1), got {betas}")
+        fn = type(self).__name__
+        betas = _check_betas(fn, betas)
+        # eps > 0: with eps = 0 a zero gradient gives 0 / 0 = NaN
+        eps = check_real(fn, "eps", eps, low=0, low_open=True)
+        weight_decay = check_real(fn, "weight_decay", weight_decay, low=0)
         self.betas, self.eps, self.weight_decay = betas, eps, weight_decay
 
     def _update(self, p, g, state):
@@ -112,6 +159,28 @@ class Adam(Optimizer):
         denom += self.eps
         p.data = p.data - (self.lr / (1 - beta1 ** t)) * (m / denom)
         ### END SOLUTION
+
+
+def adam_constant_gradient_step(g, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, t=1):
+    """The change of the parameters at Adam's step ``t`` when every gradient so far was ``g``
+    (an array; no weight decay), predicted without running the optimizer."""
+    lr = check_real("adam_constant_gradient_step", "lr", lr, low=0)
+    _check_betas("adam_constant_gradient_step", betas)  # valid, though the step ignores them
+    eps = check_real("adam_constant_gradient_step", "eps", eps, low=0, low_open=True)
+    t = check_int("adam_constant_gradient_step", "t", t, low=1)
+    check_float_array("adam_constant_gradient_step", "g", g)
+    xp = get_xp(g)
+    g = xp.asarray(g, dtype=xp.float64)
+    # Exercise 1.3 (2 pt): derive (sum the geometric series of m_t and v_t) what the
+    #   bias-corrected moments are after t steps of the same gradient g, and return the
+    #   update theta_t - theta_{t-1} as an array named `delta` (it need not depend on all
+    #   that the signature offers: the tests check it against a run of Adam).
+    ### BEGIN SOLUTION
+    # m_t = (1 - beta1^t) g and v_t = (1 - beta2^t) g^2: the corrections give m_hat = g,
+    # v_hat = g^2 at every t, so every step moves by lr g / (|g| + eps), at most lr
+    delta = -lr * g / (xp.abs(g) + eps)
+    ### END SOLUTION
+    return delta
 
 
 class AdamW(Adam):
@@ -158,7 +227,14 @@ def clip_grad_norm_(params, max_norm):
     """Scale all gradients so their global L2 norm is at most ``max_norm``; returns the norm.
 
     Row-sparse gradients are coalesced (repeated rows summed, as the norm needs) and stay
-    row-sparse."""
+    row-sparse. ``max_norm >= 0`` (a negative bound would flip the gradients)."""
+    max_norm = check_real("clip_grad_norm_", "max_norm", max_norm, low=0)
+    if is_tensor(params):
+        params = [params]
+    params = list(params)
+    for i, p in enumerate(params):
+        if not is_tensor(p):
+            raise TypeError(f"clip_grad_norm_: params[{i}] must be a Tensor, got {describe(p)}")
     params = [p for p in params if p.grad is not None]
     if not params:
         return 0.0
@@ -181,17 +257,28 @@ def clip_grad_norm_(params, max_norm):
 
 
 def warmup_cosine(step, total_steps, warmup_steps=0, min_ratio=0.0):
-    """The learning-rate multiplier: linear warm-up to 1, then cosine decay to ``min_ratio``."""
+    """The learning-rate multiplier: linear warm-up to 1, then cosine decay to ``min_ratio``
+    (in [0, 1]) at ``total_steps`` and after."""
+    step, total_steps, warmup_steps, min_ratio = _check_schedule(
+        "warmup_cosine", step, total_steps, warmup_steps, min_ratio)
     if step < warmup_steps:
         return (step + 1) / warmup_steps
     progress = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
     return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def _check_schedule(fn, step, total_steps, warmup_steps, min_ratio):
+    return (check_int(fn, "step", step, low=0), check_int(fn, "total_steps", total_steps, low=1),
+            check_int(fn, "warmup_steps", warmup_steps, low=0),
+            check_real(fn, "min_ratio", min_ratio, low=0, high=1))
+
+
 class WarmupCosine:
     """Schedule an optimizer's ``lr``: call ``.step()`` once per training step."""
 
     def __init__(self, optimizer, total_steps, warmup_steps=0, min_ratio=0.0):
+        check_type("WarmupCosine", "optimizer", optimizer, Optimizer, what="an Optimizer")
+        _check_schedule("WarmupCosine", 0, total_steps, warmup_steps, min_ratio)
         self.optimizer, self.base_lr = optimizer, optimizer.lr
         self.total_steps, self.warmup_steps, self.min_ratio = total_steps, warmup_steps, min_ratio
         self.t = 0

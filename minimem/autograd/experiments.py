@@ -86,6 +86,26 @@ def predicted_best_eps(dtype) -> float:
     return float((3 * np.finfo(np.dtype(dtype)).eps) ** (1 / 3))
 
 
+def forward_difference_best_step(eps: float, f_abs: float, d2f_abs: float) -> float:
+    """The step h that minimises the error bound of the one-sided difference
+    ``(f(x + h) - f(x)) / h`` for machine epsilon ``eps``, ``|f(x)| = f_abs`` and
+    ``|f''(x)| = d2f_abs`` (the V curve above, for the other difference)."""
+    for name, value in (("eps", eps), ("f_abs", f_abs), ("d2f_abs", d2f_abs)):
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not (
+                np.isfinite(value) and value > 0):
+            raise ValueError(f"forward_difference_best_step: {name} must be a finite number "
+                             f"> 0, got {value!r}")
+    # Exercise 0.6 (2 pt): derive, as the V curve above is derived for the central difference,
+    #   the step h* that minimises truncation + round-off error of the one-sided difference
+    #   (f(x + h) - f(x)) / h (each evaluation of f exact to eps |f|), and return it as a float
+    #   named `h`. A prediction: the tests compare it with measured errors.
+    ### BEGIN SOLUTION
+    # E(h) = h |f''| / 2 + 2 eps |f| / h; dE/dh = 0 at h^2 = 4 eps |f| / |f''|
+    h = float(2.0 * np.sqrt(eps * f_abs / d2f_abs))
+    ### END SOLUTION
+    return h
+
+
 def _flat_outputs(fn, inputs) -> np.ndarray:
     out = fn(*inputs)
     outs = out if isinstance(out, (tuple, list)) else (out,)

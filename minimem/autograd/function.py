@@ -201,7 +201,10 @@ class Function:
         if needs_grad:
             ctx.n_outputs = len(outs)
             ctx.out_meta = tuple((o.shape, o.dtype) for o in outs)
-            results = tuple(Tensor._from_op(o, ctx, i) for i, o in enumerate(outs))
+            # only floating outputs join the graph (PyTorch's rule): a cast to an integer
+            # dtype, or an index output, is a plain tensor through which no gradient flows
+            results = tuple(Tensor(o) if getattr(o, "dtype", _F8).kind != "f" else
+                            Tensor._from_op(o, ctx, i) for i, o in enumerate(outs))
         else:
             ctx.free()
             results = tuple(Tensor(o) for o in outs)
@@ -209,6 +212,7 @@ class Function:
 
 
 _TENSOR = []
+_F8 = np.dtype(np.float64)
 
 
 def _tensor_class():

@@ -5,8 +5,15 @@ import numbers
 
 import numpy as np
 
-from ..backend import (device_of, get_default_dtype, get_rng, get_xp, to_device, to_numpy,
-                       xp_for_device)
+from ..backend import (
+    device_of,
+    get_default_dtype,
+    get_rng,
+    get_xp,
+    to_device,
+    to_numpy,
+    xp_for_device,
+)
 from . import function as _function
 from .sparse import RowSparseGrad
 
@@ -45,7 +52,9 @@ class Tensor:
 
     def __init__(self, data, requires_grad=False, dtype=None):
         self.data = _as_array(data, dtype)
-        if requires_grad and self.data.dtype.kind not in "fc":
+        # real floating only: PyTorch also admits complex, but no op here has a complex
+        # derivative, so a complex leaf would get a silently wrong gradient
+        if requires_grad and self.data.dtype.kind != "f":
             raise TypeError(
                 f"Tensor: only floating tensors can require grad, got dtype {self.data.dtype}"
             )
@@ -125,7 +134,7 @@ class Tensor:
         return Tensor(self.data)
 
     def requires_grad_(self, flag=True):
-        if flag and self.dtype.kind not in "fc":
+        if flag and self.dtype.kind != "f":
             raise TypeError(f"requires_grad_: dtype {self.dtype} cannot require grad")
         self.requires_grad = bool(flag)
         return self
@@ -298,4 +307,9 @@ def ones_like(t, dtype=None):
     return Tensor(get_xp(t.data).ones_like(t.data, dtype=dtype))
 
 
-from . import ops as _ops  # noqa: E402  (ops import Tensor; methods look them up at call time)
+# Imported last: ops import Tensor (methods look them up at call time), and the check
+# vocabulary, which sits below the engine, learns what a Tensor is.
+from ..checks import register_tensor_type as _register_tensor_type
+from . import ops as _ops
+
+_register_tensor_type(Tensor)

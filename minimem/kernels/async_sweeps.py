@@ -30,6 +30,15 @@ from __future__ import annotations
 import numpy as np
 
 from ..backend import get_xp
+from ..checks import (
+    check_array,
+    check_bool,
+    check_dtype,
+    check_float_array,
+    check_index_bounds,
+    check_int,
+    check_real,
+)
 from ._jit import jit
 
 F_KINDS = {"poly": 0, "rectified": 1, "exp": 2}
@@ -38,6 +47,7 @@ F_KINDS = {"poly": 0, "rectified": 1, "exp": 2}
 # --------------------------------------------------------------------------------------------
 # Classical network
 # --------------------------------------------------------------------------------------------
+### BEGIN WITHHELD 10.2
 @jit
 def _async_kernel(W, b, s, orders, tol, stop_when_stable, energies):
     N = s.shape[0]
@@ -73,22 +83,35 @@ def _async_kernel(W, b, s, orders, tol, stop_when_stable, energies):
             if stop_when_stable:
                 break
     return done, converged
+### END WITHHELD
 
 
-def _check_async_args(fn, W, b, s, orders):
+def _check_orders(fn, orders, N, tol, stop_when_stable):
+    check_array(fn, "orders", orders)
+    check_dtype(fn, "orders", orders, "iu")
+    if orders.ndim != 2 or orders.shape[1] != N:
+        raise ValueError(f"{fn}: orders must be (n_sweeps, {N}) unit indices, got {orders.shape}")
+    # before the kernel reads W[i] / X[:, i]: a unit out of range there is a segfault
+    check_index_bounds(fn, "orders", orders, N)
+    check_real(fn, "tol", tol, low=0)
+    check_bool(fn, "stop_when_stable", stop_when_stable)
+
+
+def _check_async_args(fn, W, b, s, orders, tol, stop_when_stable):
+    for name, a in (("W", W), ("b", b), ("s", s)):
+        check_float_array(fn, name, a)
     if W.ndim != 2 or W.shape[0] != W.shape[1]:
         raise ValueError(f"{fn}: W must be a square (N, N) matrix, got shape {W.shape}")
     N = W.shape[0]
     if b.shape != (N,) or s.shape != (N,):
         raise ValueError(f"{fn}: expected b and s of shape ({N},), got {b.shape} and {s.shape}")
-    if orders.ndim != 2 or orders.shape[1] != N:
-        raise ValueError(f"{fn}: orders must be (n_sweeps, {N}) unit indices, got {orders.shape}")
+    _check_orders(fn, orders, N, tol, stop_when_stable)
 
 
 def async_sweeps_reference(W, b, s, orders, tol=1e-9, stop_when_stable=True):
     """The plain loop: ``(state, energies after each sweep, converged)``; ``s`` is not modified."""
-    _check_async_args("async_sweeps_reference", W, b, s, orders)
-    s = s.copy()
+    _check_async_args("async_sweeps_reference", W, b, s, orders, tol, stop_when_stable)
+    s = s.astype(np.float64)  # float64 whatever came, as the kernel computes
     energies, converged = [], False
     for order in orders:
         flips = 0
@@ -116,9 +139,10 @@ def async_sweeps(W, b, s, orders, tol=1e-9, stop_when_stable=True):
     permutations. ``energies[t]`` is the energy after sweep t; ``converged`` is True when a
     sweep changed nothing (a fixed point). CuPy arrays run the reference loop.
     """
-    _check_async_args("async_sweeps", W, b, s, orders)
+    _check_async_args("async_sweeps", W, b, s, orders, tol, stop_when_stable)
     if get_xp(W) is not np:
         return async_sweeps_reference(W, b, s, orders, tol, stop_when_stable)
+    ### BEGIN WITHHELD 10.2
     W = np.ascontiguousarray(W, dtype=np.float64)
     b = np.ascontiguousarray(b, dtype=np.float64)
     s = np.array(s, dtype=np.float64)
@@ -126,6 +150,8 @@ def async_sweeps(W, b, s, orders, tol=1e-9, stop_when_stable=True):
     done, converged = _async_kernel(W, b, s, np.ascontiguousarray(orders, dtype=np.int64),
                                     float(tol), bool(stop_when_stable), energies)
     return s, energies[:done].copy(), bool(converged)
+    #> return async_sweeps_reference(W, b, s, orders, tol, stop_when_stable)
+    ### END WITHHELD
 
 
 # --------------------------------------------------------------------------------------------
@@ -198,24 +224,28 @@ def _dense_kernel(XT, s, m, orders, kind, n, tol, stop_when_stable, energies):
     return done, converged
 
 
-def _check_dense_args(fn, X, s, orders, kind):
+def _check_dense_args(fn, X, s, orders, kind, n, tol, stop_when_stable):
+    check_float_array(fn, "X", X)
+    check_float_array(fn, "s", s)
     if X.ndim != 2:
         raise ValueError(f"{fn}: X must be a (P, N) matrix of patterns, got shape {X.shape}")
     N = X.shape[1]
     if s.shape != (N,):
         raise ValueError(f"{fn}: s must have shape ({N},), got {s.shape}")
-    if orders.ndim != 2 or orders.shape[1] != N:
-        raise ValueError(f"{fn}: orders must be (n_sweeps, {N}) unit indices, got {orders.shape}")
-    if kind not in F_KINDS:
+    _check_orders(fn, orders, N, tol, stop_when_stable)
+    if not isinstance(kind, str) or kind not in F_KINDS:
         raise ValueError(f"{fn}: kind must be one of {sorted(F_KINDS)}, got {kind!r}")
+    check_int(fn, "n", n, low=1)
 
 
 def dense_async_sweeps_reference(X, s, orders, kind="poly", n=3, tol=1e-12,
                                  stop_when_stable=True):
     """The plain loop: each visited unit compares the two energies computed from scratch."""
-    _check_dense_args("dense_async_sweeps_reference", X, s, orders, kind)
+    _check_dense_args("dense_async_sweeps_reference", X, s, orders, kind, n, tol,
+                      stop_when_stable)
     F = dense_F(kind, n)
-    s = s.copy()
+    X = X.astype(np.float64)
+    s = s.astype(np.float64)  # float64 whatever came, as the kernel computes
     energies, converged = [], False
     for order in orders:
         flips = 0
@@ -243,7 +273,7 @@ def dense_async_sweeps(X, s, orders, kind="poly", n=3, tol=1e-12, stop_when_stab
     ``"rectified"`` (F = max(z, 0)^n) or ``"exp"`` (F = e^z). A unit keeps its value when the
     energy difference is below ``tol`` times the sum of the magnitudes of the terms.
     """
-    _check_dense_args("dense_async_sweeps", X, s, orders, kind)
+    _check_dense_args("dense_async_sweeps", X, s, orders, kind, n, tol, stop_when_stable)
     if get_xp(X) is not np:
         return dense_async_sweeps_reference(X, s, orders, kind, n, tol, stop_when_stable)
     XT = np.ascontiguousarray(np.asarray(X, dtype=np.float64).T)  # (N, P): unit i's row

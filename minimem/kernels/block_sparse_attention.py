@@ -31,6 +31,15 @@ import numba
 import numpy as np
 
 from ..backend import get_xp
+from ..checks import (
+    check_array,
+    check_bool,
+    check_float_array,
+    check_int,
+    check_real,
+    check_same_dtype,
+    check_shape,
+)
 from ._jit import jit
 
 
@@ -292,12 +301,38 @@ def _blocks_transposed(x, bs):
     return np.ascontiguousarray(padded.reshape(BH, nb, bs, D).transpose(0, 1, 3, 2))
 
 
+def _check_block_sparse(fn, q, k, v, layout, block_size, causal, scale):
+    """q (..., T, D), k (..., S, D), v (..., S, Dv) of one float dtype, a boolean layout of
+    (ceil(T/b), ceil(S/b)) blocks: checked before the kernels index blocks of k and v (a
+    layout larger than the keys would read past their end)."""
+    for name, a in (("q", q), ("k", k), ("v", v)):
+        check_float_array(fn, name, a, ndim=range(3, 33))
+    check_same_dtype(fn, ("q", "k", "v"), q, k, v)
+    lead, T, D = q.shape[:-2], q.shape[-2], q.shape[-1]
+    S = k.shape[-2]
+    check_shape(fn, "k", k, lead + (None, D))
+    check_shape(fn, "v", v, lead + (S, None))
+    if T < 1 or S < 1 or D < 1:
+        raise ValueError(f"{fn}: need T, S, D >= 1, got q {q.shape} and k {k.shape}")
+    block_size = check_int(fn, "block_size", block_size, low=1)
+    check_array(fn, "layout", layout)
+    if np.dtype(layout.dtype) != np.bool_:
+        raise TypeError(f"{fn}: layout must be a boolean array, got dtype {layout.dtype}")
+    check_shape(fn, "layout", layout, (-(-T // block_size), -(-S // block_size)),
+                names="ceil(T/b), ceil(S/b)")
+    check_bool(fn, "causal", causal)
+    if scale is not None:
+        check_real(fn, "scale", scale)
+
+
 def block_sparse_attention_forward(q, k, v, layout, block_size, causal=True, scale=None):
     """(o, lse) of block-sparse attention; q (B, H, T, D), k (B, H, S, D), v (B, H, S, Dv).
 
     ``lse`` (B, H, T) is the row log-sum-exp of the allowed scores (-inf on empty rows).
     CuPy arrays use the dense-masked twin.
     """
+    _check_block_sparse("block_sparse_attention_forward", q, k, v, layout, block_size, causal,
+                        scale)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     if get_xp(q) is not np:
         return block_sparse_attention_forward_reference(q, k, v, layout, block_size, causal, scale)
@@ -319,6 +354,12 @@ def block_sparse_attention_forward(q, k, v, layout, block_size, causal=True, sca
 def block_sparse_attention_backward(q, k, v, o, lse, do, layout, block_size, causal=True,
                                     scale=None):
     """(dq, dk, dv) of block-sparse attention from the saved output ``o`` and ``lse``."""
+    fn = "block_sparse_attention_backward"
+    _check_block_sparse(fn, q, k, v, layout, block_size, causal, scale)
+    for name, a, shape in (("o", o, q.shape[:-1] + v.shape[-1:]), ("do", do, None),
+                           ("lse", lse, q.shape[:-1])):
+        check_float_array(fn, name, a)
+        check_shape(fn, name, a, shape if shape is not None else o.shape)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     if get_xp(q) is not np:
         return block_sparse_attention_backward_reference(q, k, v, do, layout, block_size,
@@ -362,6 +403,8 @@ def _dense_probs(q, k, layout, block_size, causal, scale):
 def block_sparse_attention_forward_reference(q, k, v, layout, block_size, causal=True,
                                              scale=None):
     """Dense-masked twin of :func:`block_sparse_attention_forward`: (o, lse)."""
+    _check_block_sparse("block_sparse_attention_forward_reference", q, k, v, layout,
+                        block_size, causal, scale)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     p, lse = _dense_probs(q, k, layout, block_size, causal, scale)
     return p @ v, lse
@@ -370,6 +413,8 @@ def block_sparse_attention_forward_reference(q, k, v, layout, block_size, causal
 def block_sparse_attention_backward_reference(q, k, v, do, layout, block_size, causal=True,
                                               scale=None):
     """Dense-masked twin of :func:`block_sparse_attention_backward`: (dq, dk, dv)."""
+    _check_block_sparse("block_sparse_attention_backward_reference", q, k, v, layout,
+                        block_size, causal, scale)
     xp = get_xp(q)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     p, _ = _dense_probs(q, k, layout, block_size, causal, scale)

@@ -12,6 +12,7 @@ when not gated) and the residual :math:`r_t` (what the decayed memory gets wrong
                         \beta_t\, r_t & \text{(delta rule)} \end{cases},
     \qquad S_t = \tilde S_t + k_t u_t^\top, \qquad o_t = S_t^\top (s\, q_t).
 
+### BEGIN WITHHELD 20.4
 Backward (reverse time; :math:`\bar S` is the gradient flowing into :math:`S_t` from the
 future, :math:`\bar x` the gradient of the loss w.r.t. :math:`x`):
 
@@ -24,6 +25,8 @@ future, :math:`\bar x` the gradient of the loss w.r.t. :math:`x`):
     \bar g_t = \langle \bar{\tilde S}, \tilde S_t \rangle, \qquad
     \bar S \leftarrow a_t \bar{\tilde S}
     \quad(\text{so } \bar S_0 \text{ after the first step}).
+#> The backward (reverse time) is exercise 20.4: ``step_backward_reference``.
+### END WITHHELD
 
 In the code ``r``, ``u``, ``du``, ``dr``, ``dS`` are :math:`r_t, u_t, \bar u, \bar r, \bar S`;
 ``o_t`` is the read of one token before it is stored.
@@ -119,6 +122,7 @@ def _replay_segment(k, v, beta, g, delta, gated, n, t0, t1, buf):
                 buf[i + 1, ii, j] = a * buf[i, ii, j] + kk * u[j]
 
 
+### BEGIN WITHHELD 20.4
 @jit(parallel=True)
 def _backward_kernel(q, k, v, beta, g, ckpts, scale, delta, gated, checkpoint, do, dS_T,
                      dq, dk, dv, dbeta, dg, dS0):
@@ -194,6 +198,7 @@ def _backward_kernel(q, k, v, beta, g, ckpts, scale, delta, gated, checkpoint, d
                             dS[ii, j] *= a
                     dg[n, t] = a * acc
         dS0[n] = dS
+### END WITHHELD
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,6 +362,7 @@ def recurrent_backward(q, k, v, beta, g, ckpts, scale, do, dS_T, delta=True, gat
     if get_xp(q) is not np:
         return recurrent_backward_reference(q, k, v, beta, g, ckpts, scale, do, dS_T, delta,
                                             gated, checkpoint)
+    ### BEGIN WITHHELD 20.4
     dt = q.dtype
     q, k, v, beta, g, ckpts, do, dS_T = (np.ascontiguousarray(x, dtype=dt)
                                          for x in (q, k, v, beta, g, ckpts, do, dS_T))
@@ -367,3 +373,6 @@ def recurrent_backward(q, k, v, beta, g, ckpts, scale, do, dS_T, delta=True, gat
     _backward_kernel(q, k, v, beta, g, ckpts, dt.type(scale), bool(delta), bool(gated),
                      checkpoint, do, dS_T, dq, dk, dv, dbeta, dg, dS0)
     return dq, dk, dv, dbeta, dg, dS0
+    #> return recurrent_backward_reference(q, k, v, beta, g, ckpts, scale, do, dS_T, delta,
+    #>                                     gated, checkpoint)
+    ### END WITHHELD

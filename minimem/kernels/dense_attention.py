@@ -103,8 +103,9 @@ def check_attention_args(fn, q, k, v, mask, causal, scale):
                              f"attention weights {want}")
     if scale is None:
         return q.shape[-1] ** -0.5
-    if (not isinstance(scale, numbers.Real) or isinstance(scale, bool)
-            or not math.isfinite(scale) or scale <= 0):
+    if not isinstance(scale, numbers.Real) or isinstance(scale, bool):
+        raise TypeError(f"{fn}: scale must be a positive finite number, got {scale!r}")
+    if not math.isfinite(scale) or scale <= 0:
         raise ValueError(f"{fn}: scale must be a positive finite number, got {scale!r}")
     return float(scale)
 

@@ -113,10 +113,13 @@ def _sigmoid_2u_reference(xp, x):
 
 def gelu_tanh_forward_reference(x):
     """The twin of :func:`gelu_tanh_forward` in plain array code (NumPy or CuPy)."""
+    _check("gelu_tanh_forward_reference", "x", x)
     return (x * _sigmoid_2u_reference(get_xp(x), x)).astype(x.dtype)
 
 
 def gelu_tanh_backward_reference(x, g):
     """The twin of :func:`gelu_tanh_backward` in plain array code (NumPy or CuPy)."""
+    _check("gelu_tanh_backward_reference", "x", x)
+    _check("gelu_tanh_backward_reference", "g", g)
     s = _sigmoid_2u_reference(get_xp(x), x)
     return (g * (s + 2 * x * s * (1 - s) * _C * (1 + 3 * _A * x * x))).astype(x.dtype)

@@ -39,6 +39,7 @@ import numpy as np
 from numba import prange
 
 from ..backend import get_xp
+from ..checks import check_array, check_dtype, check_float_array, check_index_bounds, check_shape
 from ._jit import jit
 from ._jit import pick_kernel as _pick
 from .scatter import scatter_add_rows
@@ -169,15 +170,19 @@ def _product_topk_parallel(s1, s2, k, v1, a, v2, b, out_vals, out_slots, n_threa
 
 # ------------------------------------------------------------------------------------------
 def _check_rows(fn, name, x):
+    check_array(fn, name, x)
     if getattr(x, "ndim", None) != 2:
         raise ValueError(f"{fn}: {name} must be a 2-D array (rows, n), got shape "
                          f"{getattr(x, 'shape', type(x).__name__)}")
-    if x.dtype.kind != "f":
-        raise TypeError(f"{fn}: {name} must be floating, got dtype {x.dtype}")
+    if x.dtype not in (np.float32, np.float64):
+        raise TypeError(f"{fn}: {name} must be floating (float32 or float64), got dtype "
+                        f"{x.dtype}")
 
 
 def topk_rows_reference(x, k):
     """NumPy twin of :func:`topk_rows`: ``argpartition`` then a sort of the k chosen."""
+    _check_rows("topk_rows_reference", "x", x)
+    check_k("topk_rows_reference", k, x.shape[1])
     xp = get_xp(x)
     part = xp.argpartition(-x, k - 1, axis=1)[:, :k] if k < x.shape[1] else \
         xp.broadcast_to(xp.arange(x.shape[1]), x.shape).copy()
@@ -204,6 +209,7 @@ def topk_rows(x, k):
 
 def product_topk_reference(s1, s2, k):
     """NumPy twin of :func:`product_topk`: the k x k candidate block built explicitly."""
+    _check_product("product_topk_reference", s1, s2, k)
     xp = get_xp(s1)
     n = s1.shape[1]
     k1 = min(k, n)
@@ -215,6 +221,15 @@ def product_topk_reference(s1, s2, k):
     return vals, xp.take_along_axis(slots, pos, axis=1)
 
 
+def _check_product(fn, s1, s2, k):
+    _check_rows(fn, "s1", s1)
+    _check_rows(fn, "s2", s2)
+    if s1.shape != s2.shape:
+        raise ValueError(f"{fn}: s1 and s2 must have the same shape, got {s1.shape} "
+                         f"and {s2.shape}")
+    check_k(fn, k, s1.shape[1] ** 2)
+
+
 def product_topk(s1, s2, k):
     """Exact top-k of ``s1[m, a] + s2[m, b]`` over all ``n * n`` pairs, for each row ``m``.
 
@@ -223,13 +238,8 @@ def product_topk(s1, s2, k):
     (level-1 running lists, then at most the k x k candidate block); nothing of size n^2 is
     formed.
     """
-    _check_rows("product_topk", "s1", s1)
-    _check_rows("product_topk", "s2", s2)
-    if s1.shape != s2.shape:
-        raise ValueError(f"product_topk: s1 and s2 must have the same shape, got {s1.shape} "
-                         f"and {s2.shape}")
+    _check_product("product_topk", s1, s2, k)
     n = s1.shape[1]
-    check_k("product_topk", k, n * n)
     if get_xp(s1) is not np:
         return product_topk_reference(s1, s2, k)
     dt = np.result_type(s1.dtype, s2.dtype)
@@ -268,8 +278,22 @@ def _picked_scores_backward_parallel(q, C, sub, g, grad_q, grad_C):
         _picked_scores_backward_head(q, C, sub, g, grad_q, grad_C, h)
 
 
+def _check_picked(fn, q, C, sub, g):
+    for name, a in (("q", q), ("C", C), ("g", g)):
+        check_float_array(fn, name, a, ndim=3)
+    check_array(fn, "sub", sub)
+    check_dtype(fn, "sub", sub, "iu")
+    M, H, d = q.shape
+    check_shape(fn, "C", C, (H, None, d), names="H, n, d")
+    check_shape(fn, "sub", sub, (M, H, None), names="M, H, k")
+    check_shape(fn, "g", g, sub.shape, names="M, H, k")
+    # before the kernel reads C[h, a]: a sub-key out of range there is a segfault
+    check_index_bounds(fn, "sub", sub, C.shape[1])
+
+
 def picked_scores_backward_reference(q, C, sub, g):
     r"""NumPy twin of :func:`picked_scores_backward`."""
+    _check_picked("picked_scores_backward_reference", q, C, sub, g)
     xp = get_xp(q)
     H, n, dh = C.shape
     rows = sub + (xp.arange(H) * n)[None, :, None]               # (M, H, k) rows of (H*n)
@@ -286,6 +310,7 @@ def picked_scores_backward(q, C, sub, g):
     :math:`\bar q_{mh} = \sum_j g_{mhj} C_h[a_{mhj}]` and the scatter-add
     :math:`\bar C_h[a_{mhj}] \mathrel{+}= g_{mhj} q_{mh}`: work O(M H k d), independent of n.
     """
+    _check_picked("picked_scores_backward", q, C, sub, g)
     if get_xp(q) is not np:
         return picked_scores_backward_reference(q, C, sub, g)
     dt = C.dtype

@@ -123,7 +123,9 @@ def _check(fn, x, gamma, beta, eps):
         if a is not None and (a.shape != (d,) or a.dtype != x.dtype):
             raise ValueError(f"{fn}: {name} must have shape ({d},) and dtype {x.dtype}, got "
                              f"{a.shape} {a.dtype}")
-    if not isinstance(eps, numbers.Real) or not eps > 0:
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real):
+        raise TypeError(f"{fn}: eps must be a positive number, got {eps!r}")
+    if not (0 < eps < float("inf")):  # NaN fails this too
         raise ValueError(f"{fn}: eps must be a positive number, got {eps!r}")
 
 
@@ -179,6 +181,7 @@ def row_norm_backward(x, gamma, mean, rstd, g, center=True):
 # ---------------------------------------------------------------------------------------------
 def row_norm_forward_reference(x, gamma, beta=None, eps=1e-5, center=True):
     """The twin of :func:`row_norm_forward` in plain array code (NumPy or CuPy)."""
+    _check("row_norm_forward_reference", x, gamma, beta, eps)
     xp = get_xp(x)
     mean = x.mean(axis=-1) if center else xp.zeros(x.shape[:-1], dtype=x.dtype)
     c = x - mean[..., None]
@@ -189,6 +192,7 @@ def row_norm_forward_reference(x, gamma, beta=None, eps=1e-5, center=True):
 
 def row_norm_backward_reference(x, gamma, mean, rstd, g, center=True):
     """The twin of :func:`row_norm_backward` in plain array code (NumPy or CuPy)."""
+    _check("row_norm_backward_reference", x, gamma, None, 1.0)
     xhat = (x - mean[..., None]) * rstd[..., None]
     dxhat = g * gamma
     a = dxhat.mean(axis=-1, keepdims=True) if center else 0

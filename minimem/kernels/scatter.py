@@ -7,6 +7,7 @@ are not touched, so the cost is proportional to the rows read, not to the table 
 import numpy as np
 
 from ..backend import get_xp
+from ..checks import check_array, check_dtype, check_index_bounds
 from ._jit import jit
 
 
@@ -23,24 +24,35 @@ def _scatter_add_rows_kernel(out, idx, src):
 
 def scatter_add_rows_reference(out, idx, src):
     """The NumPy twin: ``numpy.add.at`` accumulates repeated indices."""
+    _check_scatter("scatter_add_rows_reference", out, idx, src)
     get_xp(out).add.at(out, idx, src)
     return out
 
 
-def scatter_add_rows(out, idx, src):
-    """In place ``out[idx[i]] += src[i]`` for 2-D ``out``/``src`` and 1-D integer ``idx``."""
+def _check_scatter(fn, out, idx, src):
+    for name, a in (("out", out), ("idx", idx), ("src", src)):
+        check_array(fn, name, a)
+    check_dtype(fn, "out", out, "f")
+    check_dtype(fn, "src", src, "f")
+    check_dtype(fn, "idx", idx, "iu")
     if out.ndim != 2 or src.ndim != 2 or idx.ndim != 1:
         raise ValueError(
-            f"scatter_add_rows: expected out (N, D), idx (M,), src (M, D); got "
+            f"{fn}: expected out (N, D), idx (M,), src (M, D); got "
             f"{out.shape}, {idx.shape}, {src.shape}"
         )
     if src.shape != (idx.shape[0], out.shape[1]):
         raise ValueError(
-            f"scatter_add_rows: src must have shape {(idx.shape[0], out.shape[1])}, got {src.shape}"
+            f"{fn}: src must have shape {(idx.shape[0], out.shape[1])}, got {src.shape}"
         )
+    # before the kernel writes out[idx]: an index out of range there is a segfault
+    check_index_bounds(fn, "idx", idx, out.shape[0], allow_negative=True)
+
+
+def scatter_add_rows(out, idx, src):
+    """In place ``out[idx[i]] += src[i]`` for 2-D ``out``/``src`` and 1-D integer ``idx``
+    (entries in ``[-N, N)``, negative ones counting from the end as in NumPy)."""
+    _check_scatter("scatter_add_rows", out, idx, src)
     if get_xp(out) is not np:
         return scatter_add_rows_reference(out, idx, src)
-    if idx.size and (idx.max() >= out.shape[0] or idx.min() < -out.shape[0]):
-        raise IndexError(f"scatter_add_rows: index out of range for {out.shape[0]} rows")
     _scatter_add_rows_kernel(out, idx, np.ascontiguousarray(src, dtype=out.dtype))
     return out

@@ -7,6 +7,14 @@ Rows whose target is ``ignore_index`` get zero loss and zero gradient.
 import numpy as np
 
 from ..backend import get_xp
+from ..checks import (
+    check_array,
+    check_dtype,
+    check_float_array,
+    check_index_bounds,
+    check_int,
+    check_shape,
+)
 from ._jit import jit
 
 
@@ -34,8 +42,21 @@ def _xent_kernel(logits, targets, ignore_index, losses, grad):
     return count
 
 
+def _check_xent(fn, logits, targets, ignore_index):
+    check_float_array(fn, "logits", logits, ndim=2)
+    check_array(fn, "targets", targets)
+    check_dtype(fn, "targets", targets, "iu")
+    check_shape(fn, "targets", targets, (logits.shape[0],), names="N")
+    ignore_index = check_int(fn, "ignore_index", ignore_index)
+    counted = targets[targets != ignore_index]
+    # before the kernel reads logits[i, t]: a class out of range there reads past the row
+    check_index_bounds(fn, "targets (other than ignore_index)", counted, logits.shape[1])
+    return ignore_index
+
+
 def softmax_cross_entropy_reference(logits, targets, ignore_index=-100):
     """NumPy/CuPy twin: (per-row losses, d loss_i / d logits, number of counted rows)."""
+    ignore_index = _check_xent("softmax_cross_entropy_reference", logits, targets, ignore_index)
     xp = get_xp(logits)
     valid = targets != ignore_index
     safe_t = xp.where(valid, targets, 0)
@@ -52,7 +73,11 @@ def softmax_cross_entropy_reference(logits, targets, ignore_index=-100):
 
 
 def softmax_cross_entropy(logits, targets, ignore_index=-100):
-    """Per-row losses, their gradient w.r.t. the logits, and the count of non-ignored rows."""
+    """Per-row losses, their gradient w.r.t. the logits, and the count of non-ignored rows.
+
+    ``logits`` (N, C) float32/float64, ``targets`` (N,) integers in ``[0, C)`` or equal to
+    ``ignore_index``."""
+    ignore_index = _check_xent("softmax_cross_entropy", logits, targets, ignore_index)
     if get_xp(logits) is not np:
         return softmax_cross_entropy_reference(logits, targets, ignore_index)
     logits = np.ascontiguousarray(logits)

@@ -30,6 +30,14 @@ import numpy as np
 from numba import prange
 
 from ..backend import get_xp
+from ..checks import (
+    check_array,
+    check_dtype,
+    check_float_array,
+    check_index_bounds,
+    check_int,
+    check_real,
+)
 from ._jit import jit
 from ._jit import pick_kernel as _pick
 
@@ -59,6 +67,8 @@ def _segment_sums_parallel(src, w, order, bounds, J, out):
 
 
 def _check_pairs(fn, idx, w, src):
+    for name, a in (("idx", idx), ("w", w), ("src", src)):
+        check_array(fn, name, a)
     if getattr(idx, "ndim", None) != 2 or getattr(w, "shape", None) != idx.shape or \
             getattr(src, "ndim", None) != 2 or src.shape[0] != idx.shape[0]:
         raise ValueError(f"{fn}: expected idx (M, J), w (M, J) and src (M, d), got "
@@ -66,6 +76,9 @@ def _check_pairs(fn, idx, w, src):
                          f"{getattr(src, 'shape', None)}")
     if idx.dtype.kind not in "iu":
         raise TypeError(f"{fn}: idx must be integers, got dtype {idx.dtype}")
+    check_float_array(fn, "w", w)
+    check_float_array(fn, "src", src)
+    check_index_bounds(fn, "idx", idx, np.iinfo(np.int64).max)  # row ids are >= 0
 
 
 def coalesce_rows_reference(idx, w, src):
@@ -123,7 +136,12 @@ def _adam_rows_parallel(p, m, v, rows, g, step, beta1, beta2, inv_sqrt_bc2, eps)
         _adam_row(p, m, v, rows[i], g[i], step, beta1, beta2, inv_sqrt_bc2, eps)
 
 
-def _check_adam(fn, p, m, v, rows, g, t):
+def _check_adam(fn, p, m, v, rows, g, t, lr, betas, eps):
+    for name, a in (("p", p), ("m", m), ("v", v), ("g", g)):
+        check_float_array(fn, name, a)
+    if rows is not None:
+        check_array(fn, "rows", rows)
+        check_dtype(fn, "rows", rows, "iu")
     if not (p.ndim == 2 and m.shape == p.shape and v.shape == p.shape):
         raise ValueError(f"{fn}: p, m and v must be 2-D of one shape, got {p.shape}, {m.shape}, "
                          f"{v.shape}")
@@ -133,8 +151,18 @@ def _check_adam(fn, p, m, v, rows, g, t):
                          f"{getattr(rows, 'shape', None)} and {getattr(g, 'shape', None)}")
     if g.shape[1] != p.shape[1]:
         raise ValueError(f"{fn}: g must have {p.shape[1]} columns, got shape {g.shape}")
-    if not (isinstance(t, (int, np.integer)) and t >= 1):
-        raise ValueError(f"{fn}: t (the step count) must be an int >= 1, got {t!r}")
+    check_int(fn, "t (the step count)", t, low=1)
+    check_real(fn, "lr", lr, low=0, low_open=True)
+    if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+        raise TypeError(f"{fn}: betas must be a pair (beta1, beta2), got {betas!r}")
+    for b in betas:
+        check_real(fn, "betas", b, low=0, high=1, high_open=True)
+    check_real(fn, "eps", eps, low=0, low_open=True)
+    # before the kernel writes p[rows]: a row out of range there is a segfault
+    check_index_bounds(fn, "rows", rows, p.shape[0])
+    if rows.shape[0] > 1 and get_xp(rows).unique(rows).shape[0] != rows.shape[0]:
+        # the parallel kernel gives each row to one thread: repeats would race
+        raise ValueError(f"{fn}: rows must be distinct (coalesce the gradient first)")
 
 
 def _adam_scalars(lr, betas, t):
@@ -144,7 +172,7 @@ def _adam_scalars(lr, betas, t):
 
 def adam_rows_reference(p, m, v, rows, g, t, lr, betas=(0.9, 0.999), eps=1e-8):
     """NumPy/CuPy twin of :func:`adam_rows`: gather the rows, update, scatter back."""
-    _check_adam("adam_rows_reference", p, m, v, rows, g, t)
+    _check_adam("adam_rows_reference", p, m, v, rows, g, t, lr, betas, eps)
     xp = get_xp(p)
     step, inv_sqrt_bc2 = _adam_scalars(lr, betas, t)
     beta1, beta2 = betas
@@ -157,7 +185,7 @@ def adam_rows_reference(p, m, v, rows, g, t, lr, betas=(0.9, 0.999), eps=1e-8):
 def adam_rows(p, m, v, rows, g, t, lr, betas=(0.9, 0.999), eps=1e-8):
     """In place, the lazy Adam step (module docstring) on the distinct ``rows`` (U,) of the
     table ``p`` (N, d) with moments ``m``, ``v`` (N, d), gradient rows ``g`` (U, d), step ``t``."""
-    _check_adam("adam_rows", p, m, v, rows, g, t)
+    _check_adam("adam_rows", p, m, v, rows, g, t, lr, betas, eps)
     if get_xp(p) is not np:
         return adam_rows_reference(p, m, v, rows, g, t, lr, betas, eps)
     step, inv_sqrt_bc2 = _adam_scalars(lr, betas, t)

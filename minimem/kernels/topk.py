@@ -24,6 +24,7 @@ import numpy as np
 from numba import prange
 
 from ..backend import get_xp
+from ..checks import check_array
 from ._jit import jit
 from ._jit import pick_kernel as _pick
 
@@ -103,6 +104,7 @@ def check_k(fn, k, n):
 
 def _check_float(fn, name, x, shape):
     """``x`` a float32/float64 array with as many axes as ``shape`` (a tuple of axis names)."""
+    check_array(fn, name, x)
     ndim = len(shape)
     shape = f"({', '.join(shape)})"
     if getattr(x, "ndim", None) != ndim:

@@ -13,6 +13,7 @@ import numpy as np
 from numba import prange
 
 from ..backend import get_xp
+from ..checks import check_array, check_float_array, check_index_bounds
 from ._jit import jit
 from ._jit import pick_kernel as _pick
 from .scatter import scatter_add_rows
@@ -48,6 +49,7 @@ def _gather_weighted_rows_parallel(V, idx, w, out):
         _gather_weighted_row(V, idx[m], w[m], out[m])
 
 
+### BEGIN WITHHELD 30.3
 @jit(reassoc=True)  # a dot product per row read: vectorized partial sums
 def _read_grad_w_row(V, idx, g, grad_w):
     for j in range(idx.shape[0]):
@@ -68,6 +70,7 @@ def _read_grad_w_serial(V, idx, g, grad_w):
 def _read_grad_w_parallel(V, idx, g, grad_w):
     for m in prange(idx.shape[0]):
         _read_grad_w_row(V, idx[m], g[m], grad_w[m])
+### END WITHHELD
 
 
 @jit
@@ -99,6 +102,9 @@ def _read_scatter_parallel(grad_V, idx, w, g, n_threads):
 
 def _check_read_args(fn, V, idx, w, g=None):
     # w=None: a function without weights (only V, idx and g are checked)
+    for name, a in (("V", V), ("idx", idx), ("w", w), ("g", g)):
+        if a is not None:
+            check_array(fn, name, a)
     if getattr(V, "ndim", None) != 2 or getattr(idx, "ndim", None) != 2 or \
             (w is not None and getattr(w, "shape", None) != idx.shape):
         raise ValueError(f"{fn}: expected V (N, d), idx (M, J) and w (M, J); got "
@@ -106,12 +112,20 @@ def _check_read_args(fn, V, idx, w, g=None):
                          f"{getattr(w, 'shape', None)}")
     if idx.dtype.kind not in "iu":
         raise TypeError(f"{fn}: idx must be integers, got dtype {idx.dtype}")
+    check_float_array(fn, "V", V)
+    if w is not None:
+        check_float_array(fn, "w", w)
+    if g is not None:
+        check_float_array(fn, "g", g)
     if g is not None and g.shape != (idx.shape[0], V.shape[1]):
         raise ValueError(f"{fn}: g must have shape {(idx.shape[0], V.shape[1])}, got {g.shape}")
+    # before any kernel reads V[idx]: an index out of range there is a segfault
+    check_index_bounds(fn, "idx", idx, V.shape[0])
 
 
 def gather_weighted_rows_reference(V, idx, w):
     """NumPy twin of :func:`gather_weighted_rows`: gather (M, J, d), then a batched product."""
+    _check_read_args("gather_weighted_rows_reference", V, idx, w)
     return (w[:, None, :] @ V[idx])[:, 0, :]
 
 
@@ -151,7 +165,7 @@ def gather_weighted_rows_backward_reference(V, idx, w, g):
     src = (w[:, :, None] * g[:, None, :]).reshape(-1, V.shape[1])
     scatter_add_rows(grad_V, idx.reshape(-1), src)
     ### END SOLUTION
-    return grad_V, grad_w
+    return grad_V, grad_w.astype(w.dtype, copy=False)  # each gradient in its input's dtype
 
 
 def scatter_weighted_rows_reference(out, idx, w, g):
@@ -184,6 +198,7 @@ def scatter_weighted_rows(out, idx, w, g):
 def gather_weighted_rows_grad_w(V, idx, g):
     """The weights' part of the read's backward: ``grad_w[m, j] = <V[idx[m, j]], g[m]>``."""
     _check_read_args("gather_weighted_rows_grad_w", V, idx, None, g)
+    ### BEGIN WITHHELD 30.3
     if get_xp(V) is not np:
         return (V[idx] @ g[:, :, None])[:, :, 0]
     grad_w = np.empty(idx.shape, dtype=V.dtype)
@@ -191,6 +206,9 @@ def gather_weighted_rows_grad_w(V, idx, g):
         np.ascontiguousarray(V), np.ascontiguousarray(idx, np.int64),
         np.ascontiguousarray(g, V.dtype), grad_w)
     return grad_w
+    #> ones = get_xp(V).ones(idx.shape, dtype=V.dtype)  # any w: grad_w does not depend on it
+    #> return gather_weighted_rows_backward_reference(V, idx, ones, g)[1]
+    ### END WITHHELD
 
 
 def gather_weighted_rows_backward(V, idx, w, g):
@@ -202,6 +220,9 @@ def gather_weighted_rows_backward(V, idx, w, g):
     _check_read_args("gather_weighted_rows_backward", V, idx, w, g)
     if get_xp(V) is not np:
         return gather_weighted_rows_backward_reference(V, idx, w, g)
+    ### BEGIN WITHHELD 30.3
     grad_w = gather_weighted_rows_grad_w(V, idx, g)
     grad_V = scatter_weighted_rows(np.zeros(V.shape, dtype=V.dtype), idx, w, g)
     return grad_V, grad_w.astype(w.dtype, copy=False)
+    #> return gather_weighted_rows_backward_reference(V, idx, w, g)
+    ### END WITHHELD

@@ -31,6 +31,14 @@ from .. import autograd as ag
 from ..autograd.function import Function
 from ..autograd.sparse import RowSparseGrad
 from ..backend import get_default_dtype, get_rng, get_xp, to_device
+from ..checks import (
+    check_bool,
+    check_float_tensor,
+    check_int,
+    check_real,
+    check_shape,
+    is_tensor,
+)
 from ..kernels.gelu_tanh import gelu_tanh_backward, gelu_tanh_forward
 from ..kernels.row_norm import row_norm_backward, row_norm_forward
 from .module import Module, Parameter
@@ -41,29 +49,25 @@ def _uniform(rng, shape, bound, dtype):
 
 
 def _check_int(cls, name, value, low=1):
-    if not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{cls}: {name} must be an int >= {low}, got {value!r}")
+    check_int(cls, name, value, low=low)
 
 
 def _check_last_dim(cls, x, d):
-    if not isinstance(x, ag.Tensor):
+    if not is_tensor(x):
         raise TypeError(f"{cls}: input must be a Tensor, got {type(x).__name__}")
+    if x.dtype.kind != "f":
+        raise TypeError(f"{cls}: input must be floating, got dtype {x.dtype}")
     if x.ndim < 1 or x.shape[-1] != d:
         raise ValueError(f"{cls}: expected input with last dim {d}, got shape {x.shape}")
 
 
-def _check_float_tensor(fn, name, t):
-    if not isinstance(t, ag.Tensor):
-        raise TypeError(f"{fn}: argument '{name}' must be a Tensor, got {type(t).__name__}")
-    if t.dtype.kind != "f":
-        raise TypeError(f"{fn}: argument '{name}' must be floating, got dtype {t.dtype}")
+_check_float_tensor = check_float_tensor
 
 
 def _check_vector(fn, name, t, d):
     if t is not None:
-        _check_float_tensor(fn, name, t)
-        if t.shape != (d,):
-            raise ValueError(f"{fn}: {name} must have shape ({d},), got {t.shape}")
+        check_float_tensor(fn, name, t)
+        check_shape(fn, name, t, (d,))
 
 
 def _fusable(*tensors):
@@ -128,6 +132,7 @@ class Linear(Module):
         super().__init__()
         _check_int("Linear", "in_features", in_features)
         _check_int("Linear", "out_features", out_features)
+        check_bool("Linear", "bias", bias)
         rng, dt = get_rng(seed), dtype or get_default_dtype()
         bound = 1 / math.sqrt(in_features)
         self.in_features, self.out_features = in_features, out_features
@@ -256,8 +261,7 @@ def _check_norm(fn, x, weight, bias, eps):
         raise ValueError(f"{fn}: x must have at least one axis, got a scalar")
     _check_vector(fn, "weight", weight, x.shape[-1])
     _check_vector(fn, "bias", bias, x.shape[-1])
-    if not isinstance(eps, numbers.Real) or not eps > 0:
-        raise ValueError(f"{fn}: eps must be a positive number, got {eps!r}")
+    check_real(fn, "eps", eps, low=0, low_open=True)
 
 
 def layer_norm(x, weight, bias, eps=1e-5):
@@ -284,8 +288,7 @@ class LayerNorm(Module):
     def __init__(self, d, eps=1e-5, dtype=None):
         super().__init__()
         _check_int("LayerNorm", "d", d)
-        if not isinstance(eps, numbers.Real) or not eps > 0:
-            raise ValueError(f"LayerNorm: eps must be a positive number, got {eps!r}")
+        check_real("LayerNorm", "eps", eps, low=0, low_open=True)
         dt = dtype or get_default_dtype()
         self.d, self.eps = d, eps
         self.weight = Parameter(np.ones(d, dtype=dt))
@@ -305,8 +308,7 @@ class RMSNorm(Module):
     def __init__(self, d, eps=1e-6, dtype=None):
         super().__init__()
         _check_int("RMSNorm", "d", d)
-        if not isinstance(eps, numbers.Real) or not eps > 0:
-            raise ValueError(f"RMSNorm: eps must be a positive number, got {eps!r}")
+        check_real("RMSNorm", "eps", eps, low=0, low_open=True)
         self.d, self.eps = d, eps
         self.weight = Parameter(np.ones(d, dtype=dtype or get_default_dtype()))
 
@@ -328,6 +330,9 @@ class BatchNorm1d(Module):
     def __init__(self, d, eps=1e-5, momentum=0.1, affine=True, dtype=None):
         super().__init__()
         _check_int("BatchNorm1d", "d", d)
+        check_real("BatchNorm1d", "eps", eps, low=0, low_open=True)
+        check_real("BatchNorm1d", "momentum", momentum, low=0, high=1)
+        check_bool("BatchNorm1d", "affine", affine)
         dt = dtype or get_default_dtype()
         self.d, self.eps, self.momentum = d, eps, momentum
         self.weight = Parameter(np.ones(d, dtype=dt)) if affine else None
@@ -396,8 +401,12 @@ class MLP(Module):
     def __init__(self, d_model, hidden=None, activation="gelu", d_out=None, seed=None,
                  dropout=0.0):
         super().__init__()
-        if activation not in _ACTIVATIONS:
+        if not isinstance(activation, str) or activation not in _ACTIVATIONS:
             raise ValueError(f"MLP: activation must be one of {list(_ACTIVATIONS)}, got {activation!r}")
+        check_int("MLP", "d_model", d_model, low=1)
+        for name, v in (("hidden", hidden), ("d_out", d_out)):
+            if v is not None:
+                check_int("MLP", name, v, low=1)
         rng = get_rng(seed)
         hidden = hidden or 4 * d_model
         self.activation = activation
@@ -417,6 +426,7 @@ class Dropout(Module):
 
     def __init__(self, p=0.1, seed=None):
         super().__init__()
+        check_real("Dropout", "p", p)  # a real number, not NaN
         if not 0 <= p < 1:
             raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
         self.p = p

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..autograd.tensor import Tensor
 from ..backend import get_xp, to_device, to_numpy
+from ..checks import check_float_tensor, check_shape
 
 
 class Parameter(Tensor):
@@ -210,14 +211,34 @@ def _parameter_slots(module):
 def functional_call(module, params, *args, **kwargs):
     """Run ``module(*args)`` with its parameters replaced by the tensors ``params``.
 
-    ``params`` lists one tensor per ``module.parameters()`` entry, in that order. This is how a
-    gradient check treats a layer's weights as inputs (as ``torch.func.functional_call``).
+    ``params`` lists one tensor per ``module.parameters()`` entry, in that order, or is a dict
+    from the names of ``module.named_parameters()`` to tensors (as
+    ``torch.func.functional_call``; every name must be given). Each replacement is a floating
+    Tensor of the parameter's shape (never broadcast). This is how a gradient check treats a
+    layer's weights as inputs.
     """
+    fn = "functional_call"
+    if not isinstance(module, Module):
+        raise TypeError(f"{fn}: module must be a Module, got {type(module).__name__}")
     slots = _parameter_slots(module)
+    if isinstance(params, dict):
+        names = [n for n, _ in module.named_parameters()]
+        unknown = sorted(set(params) - set(names))
+        missing = [n for n in names if n not in params]
+        if unknown or missing:
+            raise ValueError(f"{fn}: params must name each of the module's parameters "
+                             f"{names}; unknown {unknown}, missing {missing}")
+        params = [params[n] for n in names]
+    elif not isinstance(params, (list, tuple)):
+        raise TypeError(f"{fn}: params must be a list or a dict of Tensors, got "
+                        f"{type(params).__name__}")
     if len(params) != len(slots):
         raise ValueError(
-            f"functional_call: expected {len(slots)} parameter tensors, got {len(params)}"
+            f"{fn}: expected {len(slots)} parameter tensors, got {len(params)}"
         )
+    for i, ((m, name), t) in enumerate(zip(slots, params)):
+        check_float_tensor(fn, f"params[{i}]", t)
+        check_shape(fn, f"params[{i}] ({name})", t, m._parameters[name].shape)
     for (m, name), t in zip(slots, params):
         object.__setattr__(m, name, t)
     try:

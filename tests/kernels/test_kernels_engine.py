@@ -70,7 +70,7 @@ def test_scatter_add_rows_errors_name_the_function():
         scatter_add_rows(np.zeros(3), np.array([0]), np.zeros((1, 1)))
     with pytest.raises(ValueError, match="scatter_add_rows: src must have shape"):
         scatter_add_rows(np.zeros((3, 2)), np.array([0, 1]), np.zeros((2, 3)))
-    with pytest.raises(IndexError, match="scatter_add_rows: index out of range"):
+    with pytest.raises(IndexError, match=r"scatter_add_rows: idx must lie in \[-3, 3\)"):
         scatter_add_rows(np.zeros((3, 2)), np.array([0, 3]), np.zeros((2, 2)))
     with pytest.raises(IndexError, match="scatter_add_rows"):
         scatter_add_rows(np.zeros((3, 2)), np.array([-4]), np.zeros((1, 2)))

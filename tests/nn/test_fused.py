@@ -169,11 +169,11 @@ def test_norms_and_gelu_in_float32_and_with_mixed_dtypes(rng):
     (lambda x, w: layers.layer_norm(x, w[0], w[0, :3]), ValueError,
      r"layer_norm: bias must have shape \(4,\), got \(3,\)"),
     (lambda x, w: layers.layer_norm(x, w[0], w[0], eps=-1), ValueError,
-     r"layer_norm: eps must be a positive number"),
+     r"layer_norm: eps must be > 0"),
     (lambda x, w: layers.rms_norm(mm.tensor([1, 2]), w[0]), TypeError,
      r"rms_norm: argument 'x' must be floating, got dtype int"),
     (lambda x, w: layers.gelu(np.ones(3)), TypeError, r"gelu: argument 'x' must be a Tensor"),
-    (lambda x, w: nn.LayerNorm(4, eps=0), ValueError, r"LayerNorm: eps must be a positive"),
+    (lambda x, w: nn.LayerNorm(4, eps=0), ValueError, r"LayerNorm: eps must be > 0"),
 ])
 def test_layer_function_errors(call, exc, pattern, rng):
     x, w = _leaves(rng, "cpu", (2, 4), (5, 4))

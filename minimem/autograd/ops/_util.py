@@ -5,6 +5,7 @@ import numbers
 
 import numpy as np
 
+from ... import checks
 from ..tensor import Tensor
 
 
@@ -17,10 +18,21 @@ def shape_of(x):
 
 
 def check_tensor(op: str, name: str, x, float_only=False) -> None:
-    if not isinstance(x, Tensor):
-        raise TypeError(f"{op}: argument '{name}' must be a Tensor, got {type(x).__name__}")
-    if float_only and x.dtype.kind != "f":
-        raise TypeError(f"{op}: argument '{name}' must be floating, got dtype {x.dtype}")
+    """A Tensor (a floating one with ``float_only``); the vocabulary is :mod:`minimem.checks`."""
+    if isinstance(x, Tensor) and (not float_only or x.dtype.kind == "f"):
+        return  # the common case, without a call: this runs for every operation
+    if float_only:
+        checks.check_float_tensor(op, name, x)
+    else:
+        checks.check_tensor(op, name, x)
+
+
+def check_real_tensor(op: str, name: str, x) -> None:
+    """A Tensor with an ordered dtype (float, int or bool; not complex): for ops that compare."""
+    checks.check_tensor(op, name, x)
+    if x.dtype.kind not in "fiub":
+        raise TypeError(f"{op}: argument '{name}' must be real (float, int or bool), "
+                        f"got dtype {x.dtype}")
 
 
 def check_operand(op: str, name: str, x) -> None:

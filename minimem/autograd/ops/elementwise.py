@@ -5,10 +5,12 @@ result may have the broadcast shape; the engine sums it back to the input's shap
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ...backend import get_xp
 from ..function import Function
 from ..tensor import Tensor
-from ._util import broadcast_shape, check_operand, check_tensor
+from ._util import broadcast_shape, check_operand, check_real_tensor, check_tensor
 
 
 class Add(Function):
@@ -261,9 +263,11 @@ def pow(a, b):  # noqa: A001 - mirrors torch.pow
     return _binary(Pow, "pow", a, b)
 
 
-def _unary(fn, name):
+def _unary(fn, name, real=False):
+    check = check_real_tensor if real else check_tensor
+
     def op(x):
-        check_tensor(name, "x", x)
+        check(name, "x", x)
         return fn.apply(x)
 
     op.__name__ = name
@@ -277,12 +281,18 @@ log = _unary(Log, "log")
 sqrt = _unary(Sqrt, "sqrt")
 abs = _unary(Abs, "abs")  # noqa: A001
 tanh = _unary(Tanh, "tanh")
-sigmoid = _unary(Sigmoid, "sigmoid")
-relu = _unary(Relu, "relu")
-softplus = _unary(Softplus, "softplus")
-silu = _unary(Silu, "silu")
+sigmoid = _unary(Sigmoid, "sigmoid", real=True)  # they compare with 0
+relu = _unary(Relu, "relu", real=True)  # they compare with 0
+softplus = _unary(Softplus, "softplus", real=True)  # they compare with 0
+silu = _unary(Silu, "silu", real=True)  # they compare with 0
 
 
 def astype(x, dtype):
+    """A cast; differentiable to a floating dtype, while a cast to an integer or bool dtype
+    gives a plain tensor that cuts the graph (PyTorch's rule)."""
     check_tensor("astype", "x", x)
+    try:
+        dtype = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"astype: dtype must be a NumPy dtype, got {dtype!r}") from None
     return x if x.dtype == dtype else AsType.apply(x, dtype)

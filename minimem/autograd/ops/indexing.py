@@ -7,9 +7,10 @@ import numpy as np
 
 from ...backend import get_xp
 from ...backend import to_device as _move_array
+from ...checks import check_bool, check_index_bounds
 from ..function import Function
 from ..tensor import Tensor
-from ._util import broadcast_shape, check_tensor, normalize_axis
+from ._util import broadcast_shape, check_real_tensor, check_tensor, normalize_axis
 
 
 def _along_axis_index(xp, indices, axis):
@@ -105,6 +106,10 @@ def take_along_axis(x, indices, axis):
             f"take_along_axis: indices must have x's {x.ndim} dims, got shape {idx.shape}"
         )
     (ax,) = normalize_axis("take_along_axis", axis, x.ndim)
+    if any(i != ax and s not in (1, n) for i, (s, n) in enumerate(zip(idx.shape, x.shape))):
+        raise ValueError(f"take_along_axis: indices {idx.shape} must match x {x.shape} (or be "
+                         f"1) on every axis but {ax}")
+    check_index_bounds("take_along_axis", "indices", idx, x.shape[ax])
     return TakeAlongAxis.apply(x, idx, ax)
 
 
@@ -116,6 +121,7 @@ def index_add(x, axis, index, src):
     if idx.ndim != 1 or idx.dtype.kind not in "iu":
         raise TypeError(f"index_add: index must be a 1-D integer array, got {idx.dtype} {idx.shape}")
     (ax,) = normalize_axis("index_add", axis, x.ndim)
+    check_index_bounds("index_add", "index", idx, x.shape[ax])
     want = x.shape[:ax] + (len(idx),) + x.shape[ax + 1:]
     if src.shape != want:
         raise ValueError(f"index_add: src must have shape {want}, got {src.shape}")
@@ -126,20 +132,37 @@ def topk(x, k, axis=-1, largest=True):
     """The ``k`` largest (or smallest) entries along ``axis``, sorted; returns (values, indices).
 
     Values are differentiable (the gradient goes to the chosen entries); indices are a plain
-    integer Tensor.
+    integer Tensor. NaN ranks largest (PyTorch's rule): first among the largest, last among the
+    smallest; ties keep index order.
     """
-    check_tensor("topk", "x", x)
+    check_real_tensor("topk", "x", x)
     (ax,) = normalize_axis("topk", axis, x.ndim)
     n = x.shape[ax]
-    if not isinstance(k, numbers.Integral) or not 1 <= k <= n:
+    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= n:
         raise ValueError(f"topk: k must be an int in [1, {n}], got {k!r}")
+    check_bool("topk", "largest", largest)
     xp = get_xp(x.data)
-    key = -x.data if largest else x.data
-    part = xp.argpartition(key, k - 1, axis=ax) if k < n else xp.argsort(key, axis=ax)
-    part = xp.take(part, xp.arange(k), axis=ax)
-    order = xp.argsort(xp.take_along_axis(key, part, axis=ax), axis=ax, kind="stable")
-    idx = xp.take_along_axis(part, order, axis=ax)
+    if largest and x.dtype.kind == "f" and bool(xp.isnan(x.data).any()):
+        idx = _nan_first_order(xp, x.data, ax, k)
+    else:  # NumPy's sorts already put NaN last, i.e. rank it largest
+        key = -x.data if largest else x.data
+        part = xp.argpartition(key, k - 1, axis=ax) if k < n else xp.argsort(key, axis=ax)
+        part = xp.take(part, xp.arange(k), axis=ax)
+        order = xp.argsort(xp.take_along_axis(key, part, axis=ax), axis=ax, kind="stable")
+        idx = xp.take_along_axis(part, order, axis=ax)
     return take_along_axis(x, idx, ax), Tensor(idx)
+
+
+def _nan_first_order(xp, a, ax, k):
+    """The first k positions of a descending sort along ``ax`` in which NaN ranks largest
+    (before +inf), ties in index order: a stable sort by (not NaN, -a)."""
+    a = xp.moveaxis(a, ax, -1)
+    nan = xp.isnan(a)
+    key = xp.where(nan, 0, -a)
+    order = xp.argsort(key, axis=-1, kind="stable")  # ties (and NaN's 0s) in index order
+    order = xp.take_along_axis(order, xp.argsort(~xp.take_along_axis(nan, order, axis=-1),
+                                                 axis=-1, kind="stable"), axis=-1)
+    return xp.moveaxis(order[..., :k], -1, ax)
 
 
 def to_device(x, device):

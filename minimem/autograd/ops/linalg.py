@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from ...backend import get_xp
 from ..function import Function
-from ._util import check_tensor, data_of
+from ._util import check_operand, check_tensor, data_of
 
 
 class MatMul(Function):
@@ -46,6 +46,8 @@ def matmul(a, b):
 
     if not isinstance(a, Tensor) and not isinstance(b, Tensor):
         raise TypeError("matmul: at least one argument must be a Tensor")
+    check_operand("matmul", "a", a)
+    check_operand("matmul", "b", b)
     for name, x in (("a", a), ("b", b)):
         if getattr(data_of(x), "ndim", 0) == 0:
             raise ValueError(f"matmul: argument '{name}' must have at least 1 dim, got a scalar")

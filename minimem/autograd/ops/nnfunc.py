@@ -11,6 +11,7 @@ import numbers
 import numpy as np
 
 from ...backend import get_xp
+from ...checks import check_real
 from ...kernels.softmax_xent import softmax_cross_entropy
 from ..function import Function
 from ..tensor import Tensor
@@ -64,17 +65,21 @@ class LogSumExp(Function):
     def forward(ctx, x, axis, keepdims):
         xp = get_xp(x)
         m = _stable_max(xp, x, axis)
-        out = m + xp.log(xp.exp(x - m).sum(axis=axis, keepdims=True))
-        ctx.save_for_backward(x, out)
+        e = xp.exp(x - m)
+        total = e.sum(axis=axis, keepdims=True)
+        out = m + xp.log(total)
+        # the gradient is softmax(x) = e / sum(e), normalised here rather than exp(x - out):
+        # in float32 at |x| ~ 1e7, x - out has lost its fraction and would not sum to 1
+        ctx.save_for_backward(e / total)
         ctx.axis, ctx.keepdims = axis, keepdims
         return out if keepdims else out.squeeze(axis)
 
     @staticmethod
     def backward(ctx, g):
-        x, out = ctx.saved_tensors
+        (p,) = ctx.saved_tensors
         if not ctx.keepdims:
             g = get_xp(g).expand_dims(g, ctx.axis)
-        return g * get_xp(x).exp(x - out), None, None
+        return g * p, None, None
 
 
 class L2Normalize(Function):
@@ -166,6 +171,7 @@ def logsumexp(x, axis=-1, keepdims=False):
 def l2_normalize(x, axis=-1, eps=1e-12):
     """x / max(||x||_2, eps) along ``axis`` (as ``torch.nn.functional.normalize``)."""
     check_tensor("l2_normalize", "x", x, float_only=True)
+    check_real("l2_normalize", "eps", eps, low=0, low_open=True)
     return L2Normalize.apply(x, _one_axis("l2_normalize", axis, x.ndim), eps)
 
 

@@ -1,13 +1,16 @@
 r"""Reductions over axes: sum, mean, max, min, var.
 
 The backward of a reduction broadcasts :math:`\bar{y}` back over the reduced axes; ``max`` and
-``min`` send it to the arg-max elements, split evenly between ties.
+``min`` send it to the arg-max elements, split evenly between ties. A NaN propagates: the
+max (and min) of a slice holding NaN is NaN, and the gradient goes to the NaN entries
+(PyTorch's rule). Complex tensors are refused (they have no order).
 """
 from __future__ import annotations
 
 from ...backend import get_xp
+from ...checks import check_int
 from ..function import Function
-from ._util import check_tensor, expand_reduced, normalize_axis
+from ._util import check_real_tensor, check_tensor, expand_reduced, normalize_axis
 
 
 class Sum(Function):
@@ -46,6 +49,9 @@ class Extreme(Function):
     def forward(ctx, a, axes, keepdims, which):
         y = a.max(axis=axes, keepdims=True) if which == "max" else a.min(axis=axes, keepdims=True)
         hit = a == y
+        if a.dtype.kind == "f":  # a NaN propagates (PyTorch's rule) and takes the gradient
+            xp = get_xp(a)
+            hit |= xp.isnan(a) & xp.isnan(y)
         ctx.save_for_backward(hit, hit.sum(axis=axes, keepdims=True))
         ctx.axes, ctx.keepdims = axes, keepdims
         return y if keepdims else y.reshape([s for i, s in enumerate(a.shape) if i not in axes])
@@ -81,7 +87,7 @@ class Var(Function):
         return g * 2 * centered / ctx.denom, None, None, None
 
 
-def sum(x, axis=None, keepdims=False):  # noqa: A001
+def sum(x, axis=None, keepdims=False):
     """Sum over ``axis`` (int, tuple or None for all)."""
     check_tensor("sum", "x", x)
     return Sum.apply(x, normalize_axis("sum", axis, x.ndim), keepdims)
@@ -94,17 +100,17 @@ def mean(x, axis=None, keepdims=False):
     return Mean.apply(x, axes, keepdims)
 
 
-def max(x, axis=None, keepdims=False):  # noqa: A001
+def max(x, axis=None, keepdims=False):
     """Maximum over ``axis``; ties share the gradient equally."""
-    check_tensor("max", "x", x)
+    check_real_tensor("max", "x", x)
     if x.size == 0:
         raise ValueError("max: cannot reduce an empty tensor")
     return Extreme.apply(x, normalize_axis("max", axis, x.ndim), keepdims, "max")
 
 
-def min(x, axis=None, keepdims=False):  # noqa: A001
+def min(x, axis=None, keepdims=False):
     """Minimum over ``axis``; ties share the gradient equally."""
-    check_tensor("min", "x", x)
+    check_real_tensor("min", "x", x)
     if x.size == 0:
         raise ValueError("min: cannot reduce an empty tensor")
     return Extreme.apply(x, normalize_axis("min", axis, x.ndim), keepdims, "min")
@@ -113,4 +119,5 @@ def min(x, axis=None, keepdims=False):  # noqa: A001
 def var(x, axis=None, keepdims=False, ddof=0):
     """Variance over ``axis`` (biased, ``ddof=0``, by default as in LayerNorm)."""
     check_tensor("var", "x", x, float_only=True)
+    check_int("var", "ddof", ddof, low=0)
     return Var.apply(x, normalize_axis("var", axis, x.ndim), keepdims, ddof)

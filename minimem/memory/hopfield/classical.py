@@ -26,12 +26,12 @@ One step from a stored pattern flips bit i when the crosstalk, a sum of about PN
 """
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from ...backend import get_rng
+from ...checks import check_bool, check_int
 from ...kernels.async_sweeps import async_sweeps, async_sweeps_reference
 
 TIE_TOL = 1e-9  # |h_i| below this counts as a tie (the unit keeps its value)
@@ -64,14 +64,28 @@ def hebbian_weights(patterns):
     return W
 
 
+def _real_array(fn, name, x):
+    """``x`` (an array, a list or a Tensor) as float64, refusing what is not real numbers."""
+    arr = np.asarray(x.numpy() if hasattr(x, "numpy") else x)
+    if arr.dtype.kind not in "fiub":
+        raise TypeError(f"{fn}: {name} must hold real numbers, got dtype {arr.dtype}")
+    return arr.astype(np.float64)
+
+
+def _check_network(fn, W, b, s, state_ndim=(1,)):
+    """W (N, N), b (N,) and a state s (N,) (or (B, N)) as float64 arrays; errors name fn."""
+    W, b, s = (_real_array(fn, name, a) for name, a in (("W", W), ("b", b), ("s", s)))
+    if W.ndim != 2 or W.shape[0] != W.shape[1] or b.shape != W.shape[:1]:
+        raise ValueError(f"{fn}: expected W (N, N) and b (N,), got {W.shape}, {b.shape}")
+    if s.shape[-1:] != b.shape or s.ndim not in state_ndim:
+        want = "(N,)" if state_ndim == (1,) else "(N,) or (B, N)"
+        raise ValueError(f"{fn}: the state must be {want} with N={b.shape[0]}, got {s.shape}")
+    return W, b, s
+
+
 def classical_energy(W, b, s):
     """E(s) = -1/2 s^T W s + b^T s; ``s`` (N,) or a batch (B, N) -> scalar or (B,)."""
-    W, b, s = np.asarray(W, np.float64), np.asarray(b, np.float64), np.asarray(s, np.float64)
-    if W.ndim != 2 or W.shape[0] != W.shape[1] or b.shape != W.shape[:1]:
-        raise ValueError(f"classical_energy: expected W (N, N) and b (N,), got {W.shape}, {b.shape}")
-    if s.shape[-1:] != b.shape or s.ndim not in (1, 2):
-        raise ValueError(f"classical_energy: s must be (N,) or (B, N) with N={b.shape[0]}, "
-                         f"got {s.shape}")
+    W, b, s = _check_network("classical_energy", W, b, s, state_ndim=(1, 2))
     # Exercise 10.3 (1 pt): the energy E of the state(s) s (last axis = units), a float for
     # s of shape (N,) and an array (B,) for s of shape (B, N).
     ### BEGIN SOLUTION
@@ -107,9 +121,12 @@ class RecallResult:
 
 def async_recall(W, b, probe, max_sweeps=100, seed=None, kernel=True, chunk=8):
     """Asynchronous recall from ``probe``: sweeps in random orders until a fixed point."""
+    W, b, s = _check_network("async_recall", W, b, probe)
+    check_int("async_recall", "max_sweeps", max_sweeps, low=1)
+    check_int("async_recall", "chunk", chunk, low=1)
+    check_bool("async_recall", "kernel", kernel)
     rng = get_rng(seed)
     run = async_sweeps if kernel else async_sweeps_reference
-    s = np.asarray(probe, dtype=np.float64).copy()
     energies, converged, done = [classical_energy(W, b, s)], False, 0
     while done < max_sweeps and not converged:
         k = min(chunk, max_sweeps - done)  # permutations are drawn a few sweeps at a time
@@ -121,7 +138,8 @@ def async_recall(W, b, probe, max_sweeps=100, seed=None, kernel=True, chunk=8):
 
 def sync_recall(W, b, probe, max_sweeps=100):
     """Synchronous recall s <- sgn(W s - b); stops at a fixed point or a 2-cycle."""
-    s = np.asarray(probe, dtype=np.float64).copy()
+    W, b, s = _check_network("sync_recall", W, b, probe)
+    check_int("sync_recall", "max_sweeps", max_sweeps, low=1)
     states, energies = [s], [classical_energy(W, b, s)]
     converged, cycle = False, 0
     for _ in range(max_sweeps):
@@ -147,8 +165,7 @@ class ClassicalHopfield:
     """
 
     def __init__(self, n_units, bias=None):
-        if not isinstance(n_units, numbers.Integral) or n_units < 1:
-            raise ValueError(f"ClassicalHopfield: n_units must be an int >= 1, got {n_units!r}")
+        check_int("ClassicalHopfield", "n_units", n_units, low=1)
         self.n_units = int(n_units)
         self.W = np.zeros((n_units, n_units))
         self.b = np.zeros(n_units) if bias is None else np.asarray(bias, np.float64).copy()
@@ -188,9 +205,7 @@ class ClassicalHopfield:
         ``kernel=False`` runs the plain NumPy loop instead of the Numba kernel (same result).
         """
         s = _as_pm1("ClassicalHopfield.recall", "probe", probe, self.n_units)
-        if not isinstance(max_sweeps, numbers.Integral) or max_sweeps < 1:
-            raise ValueError(f"ClassicalHopfield.recall: max_sweeps must be an int >= 1, "
-                             f"got {max_sweeps!r}")
+        check_int("ClassicalHopfield.recall", "max_sweeps", max_sweeps, low=1)
         if mode == "async":
             return async_recall(self.W, self.b, s, max_sweeps, seed, kernel)
         if mode == "sync":

@@ -19,12 +19,16 @@ crosstalk of the other patterns: the number of patterns stored without error gro
 """
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from ...backend import get_rng
-from ...kernels.async_sweeps import F_KINDS, dense_async_sweeps, dense_async_sweeps_reference, dense_F
+from ...checks import check_int
+from ...kernels.async_sweeps import (
+    F_KINDS,
+    dense_async_sweeps,
+    dense_async_sweeps_reference,
+    dense_F,
+)
 from .classical import RecallResult, _as_pm1, sweep_orders
 
 
@@ -39,8 +43,8 @@ class DenseAssociativeMemory:
         if F not in F_KINDS:
             raise ValueError(f"DenseAssociativeMemory: F must be one of {sorted(F_KINDS)}, "
                              f"got {F!r}")
-        if F != "exp" and (not isinstance(n, numbers.Integral) or n < 1):
-            raise ValueError(f"DenseAssociativeMemory: n must be an int >= 1, got {n!r}")
+        if F != "exp":
+            check_int("DenseAssociativeMemory", "n", n, low=1)
         self.patterns = _as_pm1("DenseAssociativeMemory", "patterns", patterns, ndim=(2,))
         self.F_name, self.n = F, int(n)
         self.F = dense_F(F, self.n)
@@ -62,9 +66,7 @@ class DenseAssociativeMemory:
         ``kernel=False`` runs the plain loop (two energies from scratch per unit).
         """
         s = _as_pm1("DenseAssociativeMemory.recall", "probe", probe, self.n_units)
-        if not isinstance(max_sweeps, numbers.Integral) or max_sweeps < 1:
-            raise ValueError(f"DenseAssociativeMemory.recall: max_sweeps must be an int >= 1, "
-                             f"got {max_sweeps!r}")
+        check_int("DenseAssociativeMemory.recall", "max_sweeps", max_sweeps, low=1)
         rng = get_rng(seed)
         run = dense_async_sweeps if kernel else dense_async_sweeps_reference
         energies, converged, done = [self.energy(s)], False, 0

@@ -131,6 +131,27 @@ def one_step_error_theory(alpha):
     return 0.5 * (1 - np.vectorize(math.erf)(np.sqrt(1 / (2 * a))))
 
 
+def one_step_error_exact(N, P):
+    """The exact probability that one update flips a bit of a stored pattern (random +-1
+    patterns, Hebbian weights with W_ii = 0, a tie keeps the bit) at finite N and P."""
+    for name, value in (("N", N), ("P", P)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            raise ValueError(f"one_step_error_exact: {name} must be an int >= 1, got {value!r}")
+    # Exercise 10.6 (2 pt): derive, without the Gaussian approximation of
+    #   one_step_error_theory, the exact one-step bit-error probability p_err for N units and
+    #   P random patterns: x_i h_i = (N - 1)/N + (crosstalk), where the crosstalk is a sum of
+    #   independent +-1/N terms (how many?); a bit flips when x_i h_i < 0. Return a float.
+    ### BEGIN SOLUTION
+    n = (P - 1) * (N - 1)  # crosstalk = (2B - n) / N, B ~ Binomial(n, 1/2) of the +1 terms
+    # x_i h_i < 0  <=>  2B - n < -(N - 1)  <=>  B < (n - N + 1) / 2
+    below = math.ceil((n - N + 1) / 2)  # B = 0 .. below - 1 flip the bit
+    log_c = math.lgamma(n + 1) - n * math.log(2.0)  # P(B = b) = exp(log_c - lgamma terms)
+    p_err = math.fsum(math.exp(log_c - math.lgamma(b + 1) - math.lgamma(n - b + 1))
+                      for b in range(max(below, 0)))
+    ### END SOLUTION
+    return float(p_err)
+
+
 def one_step_error(N, P, trials=1, seed=0):
     """Fraction of bits a single update flips when started at a stored pattern (all P, N units).
 

@@ -30,14 +30,26 @@ initialisation for the same seed, same output.
 from __future__ import annotations
 
 import math
-import numbers
 
 from ... import autograd as ag
 from ...autograd import ops
 from ...backend import get_default_dtype, get_rng
+from ...checks import check_int, check_real
 from ...nn.attention import merge_heads, split_heads
 from ...nn.layers import Linear
 from ...nn.module import Module, Parameter
+
+
+def _check_hopfield_args(cls, d_model, n_heads, beta, update_steps, tol):
+    """The constructor arguments every Hopfield layer shares; errors name ``cls``."""
+    check_int(cls, "d_model", d_model, low=1)
+    check_int(cls, "n_heads", n_heads, low=1)
+    if d_model % n_heads:
+        raise ValueError(f"{cls}: d_model ({d_model}) must be divisible by n_heads ({n_heads})")
+    if beta is not None:
+        check_real(cls, "beta", beta, low=0, low_open=True)
+    check_int(cls, "update_steps", update_steps, low=1)
+    check_real(cls, "tol", tol, low=0)
 
 
 def _check_patterns(cls, name, x, d_model, batch=None):
@@ -59,13 +71,7 @@ class Hopfield(Module):
     def __init__(self, d_model, n_heads=1, beta=None, update_steps=1, tol=0.0, bias=True,
                  seed=None):
         super().__init__()
-        if not isinstance(n_heads, numbers.Integral) or n_heads < 1 or d_model % n_heads:
-            raise ValueError(f"Hopfield: d_model ({d_model}) must be divisible by n_heads "
-                             f"({n_heads})")
-        if not isinstance(update_steps, numbers.Integral) or update_steps < 1:
-            raise ValueError(f"Hopfield: update_steps must be an int >= 1, got {update_steps!r}")
-        if not isinstance(tol, numbers.Real) or tol < 0:
-            raise ValueError(f"Hopfield: tol must be a number >= 0, got {tol!r}")
+        _check_hopfield_args("Hopfield", d_model, n_heads, beta, update_steps, tol)
         self.d_model, self.n_heads = d_model, n_heads
         self.d_head = d_model // n_heads
         self.beta = 1 / math.sqrt(self.d_head) if beta is None else float(beta)
@@ -137,8 +143,8 @@ class HopfieldLayer(Module):
     def __init__(self, d_model, n_stored, n_heads=1, beta=None, update_steps=1, tol=0.0,
                  seed=None):
         super().__init__()
-        if not isinstance(n_stored, numbers.Integral) or n_stored < 1:
-            raise ValueError(f"HopfieldLayer: n_stored must be an int >= 1, got {n_stored!r}")
+        check_int("HopfieldLayer", "n_stored", n_stored, low=1)
+        _check_hopfield_args("HopfieldLayer", d_model, n_heads, beta, update_steps, tol)
         rng = get_rng(seed)
         self.hopfield = Hopfield(d_model, n_heads, beta, update_steps, tol, seed=rng)
         self.stored = _learned_patterns(rng, n_stored, d_model)
@@ -157,8 +163,8 @@ class HopfieldPooling(Module):
     def __init__(self, d_model, n_queries=1, n_heads=1, beta=None, update_steps=1, tol=0.0,
                  seed=None):
         super().__init__()
-        if not isinstance(n_queries, numbers.Integral) or n_queries < 1:
-            raise ValueError(f"HopfieldPooling: n_queries must be an int >= 1, got {n_queries!r}")
+        check_int("HopfieldPooling", "n_queries", n_queries, low=1)
+        _check_hopfield_args("HopfieldPooling", d_model, n_heads, beta, update_steps, tol)
         rng = get_rng(seed)
         self.hopfield = Hopfield(d_model, n_heads, beta, update_steps, tol, seed=rng)
         self.queries = _learned_patterns(rng, n_queries, d_model)

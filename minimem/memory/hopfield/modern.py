@@ -34,6 +34,7 @@ Separation and retrieval error (Ramsauer et al., Theorem 5, in our notation): wi
 """
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
@@ -42,6 +43,7 @@ from ... import autograd as ag
 from ...autograd import ops
 from ...autograd.function import Function
 from ...backend import get_default_dtype, get_xp
+from ...checks import check_int
 
 SOFTMAXES = ("softmax", "softmax1")
 
@@ -54,6 +56,7 @@ class Softmax1(Function):
         xp = get_xp(z)
         # Exercise 10.5 (2 pt): y = softmax1(z) along ``axis``, stable for large |z|:
         # subtract m = max(max_j z_j, 0) from every logit, including the extra zero one.
+        # Needs: 0.5
         ### BEGIN SOLUTION
         m = xp.maximum(z.max(axis=axis, keepdims=True), 0)
         e = xp.exp(z - m)
@@ -91,14 +94,23 @@ def softmax1(x, axis=-1):
 def _check_retrieval_args(fn, queries, stored, beta):
     R = _as_tensor(fn, "queries", queries)
     Y = _as_tensor(fn, "stored", stored)
-    if Y.ndim < 2:
-        raise ValueError(f"{fn}: stored must be (..., N, d) patterns, got shape {Y.shape}")
+    if Y.ndim < 2 or Y.shape[-2] < 1:
+        raise ValueError(f"{fn}: stored must be (..., N, d) patterns with N >= 1, got shape "
+                         f"{Y.shape}")
     if R.ndim < 1 or R.shape[-1] != Y.shape[-1]:
         raise ValueError(f"{fn}: queries must be (..., d) with d={Y.shape[-1]} as stored "
                          f"(..., N, d), got queries {R.shape} and stored {Y.shape}")
-    if not isinstance(beta, numbers.Real) or not beta > 0:
+    if isinstance(beta, bool) or not isinstance(beta, numbers.Real):
+        raise TypeError(f"{fn}: beta must be a positive number, got {beta!r}")
+    if not 0 < beta < math.inf:  # NaN fails this too
         raise ValueError(f"{fn}: beta must be a positive number, got {beta!r}")
     return R, Y
+
+
+def _check_steps(fn, steps, softmax):
+    check_int(fn, "steps", steps, low=1)
+    if not isinstance(softmax, str) or softmax not in SOFTMAXES:
+        raise ValueError(f"{fn}: softmax must be one of {SOFTMAXES}, got {softmax!r}")
 
 
 def hopfield_retrieve(queries, stored, beta, steps=1, softmax="softmax"):
@@ -108,10 +120,7 @@ def hopfield_retrieve(queries, stored, beta, steps=1, softmax="softmax"):
     retrieved states with the shape of ``queries``. Differentiable in queries and stored.
     """
     R, Y = _check_retrieval_args("hopfield_retrieve", queries, stored, beta)
-    if not isinstance(steps, numbers.Integral) or steps < 1:
-        raise ValueError(f"hopfield_retrieve: steps must be an int >= 1, got {steps!r}")
-    if softmax not in SOFTMAXES:
-        raise ValueError(f"hopfield_retrieve: softmax must be one of {SOFTMAXES}, got {softmax!r}")
+    _check_steps("hopfield_retrieve", steps, softmax)
     sm = ops.softmax if softmax == "softmax" else softmax1
     vector = R.ndim == 1
     xi = ops.reshape(R, (1, R.shape[0])) if vector else R
@@ -127,8 +136,13 @@ def hopfield_retrieve(queries, stored, beta, steps=1, softmax="softmax"):
 
 def hopfield_retrieve_reference(queries, stored, beta, steps=1, softmax="softmax"):
     """The column-vector form, one query at a time in NumPy: xi <- X softmax(beta X^T xi)."""
-    R = np.asarray(queries, np.float64)
-    X = np.asarray(stored, np.float64).T  # (d, N): patterns as columns
+    fn = "hopfield_retrieve_reference"
+    R, Y = _check_retrieval_args(fn, queries, stored, beta)  # the same contract as the fast path
+    _check_steps(fn, steps, softmax)
+    R = R.numpy().astype(np.float64)
+    X = Y.numpy().astype(np.float64).T  # (d, N): patterns as columns
+    if X.ndim != 2:
+        raise ValueError(f"{fn}: stored must be (N, d) (no batch axes), got shape {Y.shape}")
     if R.shape[-1] != X.shape[0]:
         raise ValueError(f"hopfield_retrieve_reference: queries (..., {X.shape[0]}) expected, "
                          f"got {R.shape}")

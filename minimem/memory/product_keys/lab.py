@@ -36,6 +36,24 @@ from .layers import ProductKeyMemory, pkm_ffn
 # ------------------------------------------------------------------------------------------
 # Slot usage
 # ------------------------------------------------------------------------------------------
+def expected_usage(n_slots, k, reads):
+    """The expected fraction of ``n_slots`` memory slots that ``reads`` reads touch, when
+    each read picks ``k`` distinct slots uniformly at random, independently of the others:
+    the usage an untrained memory would show (the baseline of the usage measured below)."""
+    for name, value, low in (("n_slots", n_slots, 1), ("k", k, 1), ("reads", reads, 0)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+            raise ValueError(f"expected_usage: {name} must be an int >= {low}, got {value!r}")
+    if k > n_slots:
+        raise ValueError(f"expected_usage: k must be <= n_slots = {n_slots}, got {k}")
+    # Exercise 30.4 (2 pt): predict that fraction (linearity of expectation: the probability
+    #   that one given slot is touched by at least one of the reads) and return it as a float
+    #   named `usage`; the tests compare it with simulated reads.
+    ### BEGIN SOLUTION
+    usage = 1.0 - (1.0 - k / n_slots) ** reads
+    ### END SOLUTION
+    return float(usage)
+
+
 @dataclass
 class MemoryUsage:
     """Slot statistics of one memory layer over some inputs."""

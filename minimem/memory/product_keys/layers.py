@@ -5,16 +5,21 @@ r"""The product-key memory layer (equations: :mod:`minimem.memory.product_keys`)
 """
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
 from ...autograd.tensor import Tensor
 from ...backend import get_default_dtype, get_rng, get_xp
+from ...checks import check_int
 from ...nn.layers import MLP, BatchNorm1d, Linear
 from ...nn.module import Module, Parameter
-from .product_keys import (_check_flag, flat_key_topk, memory_read, memory_read_reference,
-                           product_key_topk, product_key_topk_reference)
+from .product_keys import (
+    _check_flag,
+    flat_key_topk,
+    memory_read,
+    memory_read_reference,
+    product_key_topk,
+    product_key_topk_reference,
+)
 
 _SEARCH = {"fast": (product_key_topk, memory_read),
            "reference": (product_key_topk_reference, memory_read_reference),
@@ -33,8 +38,7 @@ def _normal_table(rng, rows, cols, divisor, dtype, block=1 << 16):
 
 
 def _check_pos_int(name, value, low=1):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"ProductKeyMemory: {name} must be an int >= {low}, got {value!r}")
+    check_int("ProductKeyMemory", name, value, low=low)
 
 
 def _check_sparse_impl(sparse_grad, impl):

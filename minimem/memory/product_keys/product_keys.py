@@ -135,6 +135,7 @@ def product_key_topk_reference(q1, q2, C1, C2, k):
     # Exercise 30.1 (3 pt): sub-key scoring and the candidate top-k: s1 = C1 q1, s2 = C2 q2 per
     #   head (einsum), the top-k1 of each (k1 = min(k, n), ops.topk), the k1 x k1 candidate sums
     #   and their top-k; set `scores` (M, H, k) Tensor and `slots` (M, H, k) int array a*n + b.
+    # Needs: 0.2, 0.5
     ### BEGIN SOLUTION
     s1 = ops.einsum("mhd,hnd->mhn", q1, C1)
     s2 = ops.einsum("mhd,hnd->mhn", q2, C2)
@@ -157,6 +158,7 @@ def memory_read_reference(V, slots, scores):
     V, idx, scores = _check_read("memory_read_reference", V, slots, scores)
     # Exercise 30.2 (2 pt): the softmax-weighted read: w = softmax over the k scores of each
     #   head, then out (M, d_out) = the sum over heads and chosen slots of w * V[slot].
+    # Needs: 0.1, 0.2, 0.4, 0.5
     ### BEGIN SOLUTION
     w = ops.softmax(scores, axis=-1)
     rows = V[idx]                                   # (M, H, k, d_out)
@@ -299,7 +301,9 @@ def weighted_read(V, idx, w, sparse_grad=False):
     i = idx.data if isinstance(idx, Tensor) else get_xp(V.data).asarray(idx)
     if V.ndim != 2:
         raise ValueError(f"weighted_read: V must be (N, d), got shape {V.shape}")
-    if i.dtype.kind not in "iu" or i.ndim != 2 or w.shape != i.shape:
+    if i.dtype.kind not in "iu":
+        raise TypeError(f"weighted_read: idx must be (M, J) integers, got dtype {i.dtype}")
+    if i.ndim != 2 or w.shape != i.shape:
         raise ValueError(f"weighted_read: idx must be (M, J) integers and w (M, J), got idx "
                          f"{i.dtype} {i.shape} and w {w.shape}")
     if i.size and (int(i.min()) < 0 or int(i.max()) >= V.shape[0]):

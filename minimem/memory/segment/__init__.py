@@ -10,7 +10,7 @@ Experiments (memory/time profiles, tasks across segments, training) are in :mod:
 figures in :mod:`.plots`, gradient-check cases in :mod:`.cases`.
 """
 from .memformer import (Memformer, MemformerLayer, MemoryWriter, biased_memory_normalization,
-    slot_write_mask)
+    normalized_norm_gradient, slot_write_mask)
 from .mrbp import (MRBPStats, bptt, mrbp, random_generators, restore_rng, snapshot_rng,
     store_boundaries)
 from .recurrent import (RecurrentMemoryTransformer, TransformerXL, XLAttention, XLBlock,
@@ -23,6 +23,7 @@ __all__ = [
     "MemformerLayer",
     "MemoryWriter",
     "mrbp",
+    "normalized_norm_gradient",
     "MRBPStats",
     "random_generators",
     "RecurrentMemoryTransformer",

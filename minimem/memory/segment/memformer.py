@@ -41,6 +41,7 @@ import numpy as np
 from ... import autograd as ag
 from ...autograd import ops
 from ...backend import get_default_dtype, get_rng, get_xp
+from ...checks import check_float_tensor, check_heads, check_int, check_real
 from ...nn import (
     MLP,
     Dropout,
@@ -54,8 +55,7 @@ from ...nn import (
 )
 
 def _check_int(fn, name, value, low=1):
-    if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{fn}: {name} must be an int >= {low}, got {value!r}")
+    check_int(fn, name, value, low=low)
 
 
 def slot_write_mask(n_slots, seg_len, xp=np):
@@ -69,6 +69,7 @@ def slot_write_mask(n_slots, seg_len, xp=np):
     K, T = int(n_slots), int(seg_len)
     # Exercise 50.2 (1 pt): the slot-attention mask A of shape (K, K + T): A[i, j] is True when
     # j == i (a slot sees itself) or j >= K (every encoding), False for the other slots.
+    # Needs: 50.3
     ### BEGIN SOLUTION
     mask = xp.zeros((K, K + T), dtype=bool)
     mask[:, :K] = xp.eye(K, dtype=bool)
@@ -83,7 +84,11 @@ def biased_memory_normalization(memory, bias, eps=1e-12):
     ``memory`` (..., K, d), ``bias`` broadcastable to it (usually (K, d)); every slot of the
     result has unit norm (up to ``eps``).
     """
-    if not isinstance(memory, ag.Tensor) or memory.ndim < 2:
+    fn = "biased_memory_normalization"
+    check_float_tensor(fn, "memory", memory)
+    check_float_tensor(fn, "bias", bias)
+    check_real(fn, "eps", eps, low=0)  # eps = 0: exactly unit norms
+    if memory.ndim < 2:
         raise ValueError(
             "biased_memory_normalization: memory must be a Tensor of shape (..., K, d), got "
             f"{getattr(memory, 'shape', type(memory).__name__)}"
@@ -99,12 +104,35 @@ def biased_memory_normalization(memory, bias, eps=1e-12):
         ) from None
     # Exercise 50.3 (1 pt): biased memory normalization: add the bias to every slot, then divide
     # each slot (last axis) by sqrt(its squared norm + eps); assign the result to `out`.
+    # Needs: 0.1, 0.2, 0.5
     ### BEGIN SOLUTION
     u = memory + bias
     norm = ((u * u).sum(axis=-1, keepdims=True) + eps).sqrt()
     out = u / norm
     ### END SOLUTION
     return out
+
+
+def normalized_norm_gradient(u, eps=1e-5):
+    """The gradient, with respect to each slot ``u`` (last axis), of the squared norm of its
+    normalized slot ``||u / sqrt(||u||^2 + eps)||^2``: how hard the loss can still push a
+    slot's size through biased memory normalization (NumPy arrays in and out)."""
+    u = np.asarray(u)
+    if u.dtype.kind != "f" or u.dtype == np.float16 or u.ndim < 1:
+        raise TypeError(f"normalized_norm_gradient: u must be a float32/float64 array with a "
+                        f"slot axis, got dtype {u.dtype} and {u.ndim} dims")
+    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not np.isfinite(eps) \
+            or eps <= 0:
+        raise ValueError(f"normalized_norm_gradient: eps must be a finite number > 0, "
+                         f"got {eps!r}")
+    # Exercise 50.4 (2 pt): derive the gradient of r(u) = ||u||^2 / (||u||^2 + eps) with
+    #   respect to u (each slot on the last axis) and return it as `grad`, u's shape. The
+    #   tests check it against finite differences, and that it vanishes for large slots.
+    ### BEGIN SOLUTION
+    sq = (u * u).sum(axis=-1, keepdims=True)
+    grad = 2 * eps * u / (sq + eps) ** 2  # dr/d(sq) = eps / (sq + eps)^2, d(sq)/du = 2u
+    ### END SOLUTION
+    return grad
 
 
 def _unit_rows(rng, shape, dtype):
@@ -117,6 +145,7 @@ class MemoryWriter(Module):
 
     def __init__(self, d_model, n_heads, n_slots, seed=None):
         super().__init__()
+        check_heads("MemoryWriter", d_model, n_heads)
         _check_int("MemoryWriter", "n_slots", n_slots)
         rng = get_rng(seed)
         self.d_model, self.n_slots = d_model, n_slots

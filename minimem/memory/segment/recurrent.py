@@ -34,6 +34,7 @@ import numpy as np
 from ... import autograd as ag
 from ...autograd import ops
 from ...backend import get_default_dtype, get_rng, get_xp
+from ...checks import check_heads
 from ...nn import (
     MLP,
     Dropout,
@@ -127,9 +128,7 @@ class XLAttention(Module):
 
     def __init__(self, d_model, n_heads, max_distance, seed=None):
         super().__init__()
-        if d_model % n_heads:
-            raise ValueError(f"XLAttention: d_model ({d_model}) must be divisible by n_heads "
-                             f"({n_heads})")
+        check_heads("XLAttention", d_model, n_heads)
         _check_int("XLAttention", "max_distance", max_distance)
         rng = get_rng(seed)
         self.n_heads, self.max_distance = n_heads, max_distance

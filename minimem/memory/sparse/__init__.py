@@ -15,7 +15,7 @@ from .blockwise import (Partial, blockwise_attention, empty_partial, finish_part
 from .knn_memory import KNNMemory, Retrieved, knn_attention
 from .layers import KNNAttention, SparseAttention
 from .patterns import (attended_pairs, block_layout, density, expand_layout, factorized_masks,
-    fixed_mask, mask_to_layout, reachability, sparse_mask, strided_mask)
+    fixed_mask, mask_to_layout, reachability, sparse_mask, strided_mask, strided_pair_count)
 from .sparse_attention import layout_mask, sparse_attention, sparse_attention_dense
 
 __all__ = [
@@ -44,4 +44,5 @@ __all__ = [
     "sparse_mask",
     "SparseAttention",
     "strided_mask",
+    "strided_pair_count",
 ]

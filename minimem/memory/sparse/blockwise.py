@@ -29,6 +29,7 @@ import numpy as np
 
 from ...autograd import Tensor, ops
 from ...backend import get_xp
+from ...checks import check_bool, check_float_tensor, check_real
 
 
 class Partial(NamedTuple):
@@ -63,6 +64,7 @@ def merge_partials(a, b):
     # Exercise 40.3 (2 pt): merge two partial softmax results (m, l, O) exactly: new running
     #   max m, then alpha = e^(m_a - m), beta = e^(m_b - m) (0 for an empty piece, m = -inf),
     #   l = alpha l_a + beta l_b, O = alpha O_a + beta O_b. m is an array, l and O are Tensors.
+    # Needs: 0.1, 0.5
     ### BEGIN SOLUTION
     m = xp.maximum(a.m, b.m)
     alpha = Tensor(_safe_exp_diff(a.m, m, xp).astype(a.O.dtype))
@@ -78,6 +80,17 @@ def partial_attention(q, k, v, mask=None, scale=None):
 
     ``mask``: boolean broadcastable to (..., T, S), True = attend.
     """
+    fn = "partial_attention"
+    for name, t in (("q", q), ("k", k), ("v", v)):
+        check_float_tensor(fn, name, t, ndim=range(2, 33))
+    if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
+        raise ValueError(f"{fn}: expected q (..., T, D), k (..., S, D), v (..., S, Dv); got "
+                         f"q {q.shape}, k {k.shape}, v {v.shape}")
+    if scale is not None:
+        check_real(fn, "scale", scale)
+    if mask is not None and getattr(mask, "dtype", None) != bool:
+        raise TypeError(f"{fn}: mask must be a boolean array, got "
+                        f"{getattr(mask, 'dtype', type(mask).__name__)}")
     xp = get_xp(q.data)
     scale = q.shape[-1] ** -0.5 if scale is None else scale
     s = (q @ ops.swapaxes(k, -1, -2)) * scale
@@ -114,11 +127,17 @@ def blockwise_attention(q, k, v, causal=True, block_size=64, scale=None):
         if not isinstance(t, Tensor) or t.ndim < 2:
             raise TypeError(f"blockwise_attention: {name} must be a Tensor with >= 2 dims, got "
                             f"{type(t).__name__}")
+        check_float_tensor("blockwise_attention", name, t)
+    check_bool("blockwise_attention", "causal", causal)
+    if scale is not None:
+        check_real("blockwise_attention", "scale", scale)
     if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
         raise ValueError(f"blockwise_attention: expected q (..., T, D), k (..., S, D), v (..., S,"
                          f" Dv); got q {q.shape}, k {k.shape}, v {v.shape}")
-    if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral) \
-            or block_size < 1:
+    if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral):
+        raise TypeError(f"blockwise_attention: block_size must be a positive int, got "
+                        f"{block_size!r}")
+    if block_size < 1:
         raise ValueError(f"blockwise_attention: block_size must be a positive int, got "
                          f"{block_size!r}")
     xp = get_xp(q.data)

@@ -25,6 +25,7 @@ import numpy as np
 
 from ...autograd import Tensor, ops
 from ...backend import get_default_dtype, get_xp
+from ...checks import check_bool, check_finite, check_float_array, check_float_tensor, check_real
 from ...kernels.topk import batched_topk_inner_product
 from .blockwise import Partial, empty_partial, finish_partial, merge_partials, partial_attention
 
@@ -50,7 +51,9 @@ class KNNMemory:
 
     def __init__(self, capacity, d_k, d_v, dtype=None):
         for name, val in (("capacity", capacity), ("d_k", d_k), ("d_v", d_v)):
-            if isinstance(val, bool) or not isinstance(val, numbers.Integral) or val < 1:
+            if isinstance(val, bool) or not isinstance(val, numbers.Integral):
+                raise TypeError(f"KNNMemory: {name} must be a positive int, got {val!r}")
+            if val < 1:
                 raise ValueError(f"KNNMemory: {name} must be a positive int, got {val!r}")
         self.capacity, self.d_k, self.d_v = int(capacity), int(d_k), int(d_v)
         self.dtype = np.dtype(dtype or get_default_dtype())
@@ -67,6 +70,9 @@ class KNNMemory:
     def add(self, keys, values):
         keys = keys.data if isinstance(keys, Tensor) else keys
         values = values.data if isinstance(values, Tensor) else values
+        for name, a in (("keys", keys), ("values", values)):
+            check_float_array("KNNMemory.add", name, a)
+            check_finite("KNNMemory.add", name, a)  # a stored NaN would poison every search
         if keys.ndim != 4 or values.ndim != 4 or keys.shape[:3] != values.shape[:3] \
                 or keys.shape[-1] != self.d_k or values.shape[-1] != self.d_v:
             raise ValueError(f"KNNMemory.add: expected keys (B, H, n, {self.d_k}) and values "
@@ -95,10 +101,14 @@ class KNNMemory:
     def search(self, queries, topk):
         """The min(topk, size) stored pairs with the largest inner product with each query."""
         queries = queries.data if isinstance(queries, Tensor) else queries
+        check_float_array("KNNMemory.search", "queries", queries)
+        check_finite("KNNMemory.search", "queries", queries)
         if queries.ndim != 4 or queries.shape[-1] != self.d_k:
             raise ValueError(f"KNNMemory.search: queries must be (B, H, T, {self.d_k}), got "
                              f"{queries.shape}")
-        if isinstance(topk, bool) or not isinstance(topk, numbers.Integral) or topk < 1:
+        if isinstance(topk, bool) or not isinstance(topk, numbers.Integral):
+            raise TypeError(f"KNNMemory.search: topk must be a positive int, got {topk!r}")
+        if topk < 1:
             raise ValueError(f"KNNMemory.search: topk must be a positive int, got {topk!r}")
         B, H, T = queries.shape[:3]
         xp = get_xp(queries)
@@ -156,6 +166,10 @@ def knn_attention(q, local_kv, memory, topk, gate=None, causal=True, scale=None,
         if not isinstance(t, Tensor) or t.ndim != 4:
             raise ValueError(f"knn_attention: {name} must be a (B, H, T, D) Tensor, got "
                              f"{getattr(t, 'shape', type(t).__name__)}")
+        check_float_tensor("knn_attention", name, t)
+    check_bool("knn_attention", "causal", causal)
+    if scale is not None:
+        check_real("knn_attention", "scale", scale)
     H = q.shape[1]
     if gate is not None and (not isinstance(gate, Tensor) or gate.shape != (H,)):
         raise ValueError(f"knn_attention: gate must be a Tensor of shape ({H},) (one logit per "

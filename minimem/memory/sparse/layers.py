@@ -13,11 +13,12 @@ import numpy as np
 
 from ...autograd import Tensor
 from ...backend import get_rng
+from ...checks import check_heads
 from ...nn.attention import MultiHeadAttention, merge_heads, split_heads
 from ...nn.layers import Linear
 from ...nn.module import Module, Parameter
 from .knn_memory import KNNMemory, knn_attention
-from .patterns import block_layout
+from .patterns import KINDS, block_layout
 from .sparse_attention import sparse_attention
 
 
@@ -33,9 +34,14 @@ class SparseAttention(MultiHeadAttention):
 
     def __init__(self, d_model, n_heads, pattern="fixed", block_size=16, causal=True, bias=True,
                  seed=None, layer=0, **params):
+        check_heads("SparseAttention", d_model, n_heads)
+        if not isinstance(pattern, str) or pattern not in KINDS:
+            raise ValueError(f"SparseAttention: pattern must be one of {KINDS}, got {pattern!r}")
         super().__init__(d_model, n_heads, causal=causal, bias=bias, seed=seed)
-        if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral) \
-                or block_size < 1:
+        if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral):
+            raise TypeError(f"SparseAttention: block_size must be a positive int, got "
+                            f"{block_size!r}")
+        if block_size < 1:
             raise ValueError(f"SparseAttention: block_size must be a positive int, got "
                              f"{block_size!r}")
         block_layout(pattern, 1, **params)  # validates pattern and params now, not at forward
@@ -73,9 +79,7 @@ class KNNAttention(Module):
 
     def __init__(self, d_model, n_heads, capacity=1024, topk=8, gated=True, seed=None, layer=0):
         super().__init__()
-        if not isinstance(n_heads, numbers.Integral) or n_heads < 1 or d_model % n_heads:
-            raise ValueError(f"KNNAttention: d_model ({d_model}) must be divisible by n_heads "
-                             f"({n_heads})")
+        check_heads("KNNAttention", d_model, n_heads)
         rng = get_rng(seed)
         self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_model // n_heads
         self.W_q, self.W_k, self.W_v, self.W_o = (Linear(d_model, d_model, seed=rng)

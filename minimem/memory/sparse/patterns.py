@@ -163,6 +163,8 @@ def sparse_mask(kind, T, **params):
 def block_layout(kind, n_blocks, **params):
     """Boolean (n_blocks, n_blocks) layout: the pattern on a grid of blocks (sizes in blocks)."""
     n_blocks = _check_int("block_layout", "n_blocks", n_blocks, 1)
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise ValueError(f"block_layout: kind must be one of {KINDS}, got {kind!r}")
     if kind == "bigbird" and "block" in params:
         raise TypeError("block_layout: 'block' is not a parameter of a block layout")
     return sparse_mask(kind, n_blocks, **params)
@@ -175,6 +177,7 @@ def expand_layout(layout, block_size, T, causal=False):
         raise TypeError(f"expand_layout: layout must be a 2-D boolean array, got "
                         f"{layout.dtype} of shape {layout.shape}")
     block_size = _check_int("expand_layout", "block_size", block_size, 1)
+    T = _check_int("expand_layout", "T", T, 1)
     n = -(-T // block_size)
     if layout.shape != (n, n):
         raise ValueError(f"expand_layout: layout must be ({n}, {n}) for T={T} and block_size="
@@ -186,7 +189,11 @@ def expand_layout(layout, block_size, T, causal=False):
 
 def mask_to_layout(mask, block_size):
     """The coarsest layout covering ``mask``: block (I, J) is kept if any of its pairs is."""
-    mask = np.asarray(mask, dtype=bool)
+    mask = np.asarray(mask)
+    if mask.dtype != bool or mask.ndim != 2 or mask.shape[0] != mask.shape[1]:
+        raise TypeError(f"mask_to_layout: mask must be a square (T, T) boolean array, got "
+                        f"{mask.dtype} of shape {mask.shape}")
+    block_size = _check_int("mask_to_layout", "block_size", block_size, 1)
     T = mask.shape[0]
     n = -(-T // block_size)
     padded = np.zeros((n * block_size, n * block_size), dtype=bool)
@@ -205,6 +212,23 @@ def density(mask):
 def attended_pairs(kind, T, **params):
     """Number of (query, key) pairs the pattern keeps at length T."""
     return int(sparse_mask(kind, T, **params).sum())
+
+
+def strided_pair_count(T, l):
+    """The number of (query, key) pairs of ``strided_mask(T, l)``, in O(1) for any T (a
+    length of 10^15 tokens has no mask to count)."""
+    T = _check_int("strided_pair_count", "T", T, 1)
+    l = _check_int("strided_pair_count", "l", l, 1)
+    # Exercise 40.5 (2 pt): derive the closed form of the total, the sum over rows i < T of
+    #   min(i + 1, l) + floor(i / l) (the row counts in the module docstring), without a loop
+    #   over rows, and return it as an int named `pairs` (exact for T up to 10^15 and beyond).
+    ### BEGIN SOLUTION
+    m = min(T, l)  # rows i < l: i + 1 keys in the window; rows after: l each
+    window = m * (m + 1) // 2 + (T - m) * l
+    q, r = divmod(T, l)  # floor(i / l) = k for l rows each, k < q, then q for r rows
+    pairs = window + l * q * (q - 1) // 2 + q * r
+    ### END SOLUTION
+    return int(pairs)
 
 
 def reachability(mask, hops=2):

@@ -29,6 +29,7 @@ import numpy as np
 
 from ...autograd import Function, Tensor
 from ...backend import get_xp
+from ...checks import check_bool, check_float_tensor, check_nonempty, check_real
 from ...kernels.block_sparse_attention import (
     block_sparse_attention_backward,
     block_sparse_attention_forward,
@@ -58,18 +59,27 @@ class _BlockSparseAttention(Function):
         return dq, dk, dv
 
 
-def _check_inputs(fn, q, k, v, layout, block_size):
+def _check_inputs(fn, q, k, v, layout, block_size, scale=None, causal=True):
     for name, t in (("q", q), ("k", k), ("v", v)):
         if not isinstance(t, Tensor):
             raise TypeError(f"{fn}: {name} must be a Tensor, got {type(t).__name__}")
+        # the kernels compute in float32/float64 only: an int q would be read as zeros
+        check_float_tensor(fn, name, t, float16=False)
         if t.ndim != 4:
             raise ValueError(f"{fn}: {name} must be (B, H, T, D), got shape {t.shape}")
     if q.shape[:2] != k.shape[:2] or k.shape[:3] != v.shape[:3] or q.shape[-1] != k.shape[-1]:
         raise ValueError(f"{fn}: expected q (B, H, T, D), k (B, H, S, D), v (B, H, S, Dv); got "
                          f"q {q.shape}, k {k.shape}, v {v.shape}")
-    if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral) \
-            or block_size < 1:
+    if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral):
+        raise TypeError(f"{fn}: block_size must be a positive int, got {block_size!r}")
+    if block_size < 1:
         raise ValueError(f"{fn}: block_size must be a positive int, got {block_size!r}")
+    if scale is not None:
+        check_real(fn, "scale", scale)  # NaN would give zeros in one path, NaN in the other
+    check_bool(fn, "causal", causal)
+    check_nonempty(fn, "q", q)
+    check_nonempty(fn, "k", k)
+    check_nonempty(fn, "v", v)
     layout = np.asarray(layout.numpy() if isinstance(layout, Tensor) else layout)
     if layout.dtype != bool:
         raise TypeError(f"{fn}: layout must be a boolean array, got dtype {layout.dtype}")
@@ -87,7 +97,9 @@ def sparse_attention(q, k, v, layout, block_size, scale=None, causal=True):
     ``layout``: boolean (ceil(T/b), ceil(S/b)); ``causal`` applies ``j <= i + S - T`` on top.
     Equal to :func:`sparse_attention_dense`; a row with no allowed key returns zeros.
     """
-    layout = _check_inputs("sparse_attention", q, k, v, layout, block_size)
+    layout = _check_inputs("sparse_attention", q, k, v, layout, block_size, scale, causal)
+    dt = np.result_type(q.dtype, k.dtype, v.dtype)  # promote as the dense reference does
+    q, k, v = (t if t.dtype == dt else t.astype(dt) for t in (q, k, v))
     return _BlockSparseAttention.apply(q, k, v, layout=layout, block_size=int(block_size),
                                        causal=bool(causal), scale=scale)
 
@@ -104,7 +116,7 @@ def layout_mask(layout, block_size, T, S=None, causal=True):
 
 def sparse_attention_dense(q, k, v, layout, block_size, scale=None, causal=True):
     """The reference: dense attention with the token mask of ``layout`` (O(T S) memory)."""
-    layout = _check_inputs("sparse_attention_dense", q, k, v, layout, block_size)
+    layout = _check_inputs("sparse_attention_dense", q, k, v, layout, block_size, scale, causal)
     mask = layout_mask(layout, block_size, q.shape[2], k.shape[2], causal)
     return scaled_dot_product_attention(q, k, v, mask=get_xp(q.data).asarray(mask), scale=scale)
 

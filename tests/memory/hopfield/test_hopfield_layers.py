@@ -102,7 +102,7 @@ def test_errors_are_clear():
         Hopfield(6, 4)
     with pytest.raises(ValueError, match=r"Hopfield: update_steps must be an int >= 1"):
         Hopfield(4, update_steps=0)
-    with pytest.raises(ValueError, match=r"Hopfield: tol must be a number >= 0"):
+    with pytest.raises(ValueError, match=r"Hopfield: tol must be >= 0"):
         Hopfield(4, tol=-1)
     hop = Hopfield(4)
     with pytest.raises(ValueError, match=r"Hopfield: state must have shape \(B, length, 4\)"):

@@ -112,7 +112,7 @@ def test_sparse_attention_errors():
         sparse_attention(mm.zeros(8, 4), q, q, np.ones((2, 2), bool), 4)
     with pytest.raises(ValueError, match="SparseAttention: block_size"):
         SparseAttention(8, 2, block_size=-1)
-    with pytest.raises(ValueError, match="kind must be one of"):
+    with pytest.raises(ValueError, match="SparseAttention: pattern must be one of"):
         SparseAttention(8, 2, pattern="nope")
 
 
