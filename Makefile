@@ -6,7 +6,7 @@ PY     := $(BIN)/python
 # nbmake: each notebook cell may take at most this many seconds.
 NB_TIMEOUT ?= 300
 
-.PHONY: help test test-fast book book-check lab bench gradcheck tour clean venv
+.PHONY: help test test-fast book book-check lab bench gradcheck tour clean venv student
 
 help:
 	@echo "make book       execute every notebook and build the HTML book (book/_build/html)"
@@ -16,13 +16,14 @@ help:
 	@echo "make bench      run every benchmark (minimem bench)"
 	@echo "make gradcheck  gradient-check every op, then the gradcheck/ experiments"
 	@echo "make tour       a 1-2 minute guided run of every chapter"
+	@echo "make student    a student's first command: install (no tests run), list the exercises"
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
 $(VENV)/.dev: pyproject.toml | $(PY)
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,distributed]"
 	@touch $@
 
 $(VENV)/.book: pyproject.toml $(VENV)/.dev
@@ -34,6 +35,11 @@ $(VENV)/.lab: pyproject.toml $(VENV)/.dev
 	@touch $@
 
 venv: $(VENV)/.dev
+
+# The first command in a student copy: installs, then lists the exercises; runs no tests.
+student: $(VENV)/.dev
+	@$(BIN)/minimem exercises list
+	@echo "Next: read STUDENT.md; check one exercise with $(BIN)/minimem exercises check <id>"
 
 # Tests and the book use small matrices: one BLAS thread beats two contending ones.
 test test-fast book tour: export OPENBLAS_NUM_THREADS ?= 1

@@ -858,10 +858,16 @@ class Worker:
 
 
 # --------------------------------------------------------------------------- pytest
+FAILURE_LINES = 6  # lines of a failure message kept for the grade table (actual vs expected)
+
+
 def _crash_line(report) -> str:
+    """The first lines of the failure message: the exception and, for an assertion, what
+    was compared (``np.testing`` puts the actual and expected values on later lines)."""
     crash = getattr(report.longrepr, "reprcrash", None)
     if crash is not None and crash.message:
-        return str(crash.message).strip().splitlines()[0]
+        lines = [ln.rstrip() for ln in str(crash.message).strip().splitlines() if ln.strip()]
+        return "\n".join(ln[:200] for ln in lines[:FAILURE_LINES])
     text = str(report.longrepr or "").strip().splitlines()
     return text[-1] if text else ""
 

@@ -10,10 +10,17 @@ skipped before it runs (a ``skip`` marker, or a ``skipif`` that holds, e.g. GPU 
 GPU); a test that fails, errors, times out, crashes the worker, or skips or xfails while it runs
 counts as not passed. An exercise with no counted test earns 0. ``P_e`` comes from the
 ``# Exercise <id> (<P> pt)`` header in the instructor's code, else from the tests' markers.
+
+The table shows, per exercise short of full marks, the first lines of its first failure (the
+assertion's actual against expected value), what it needs that is not done ("needs 0.5": an
+exercise named on its ``# Needs:`` line that is short of full marks too, or whose stub the
+tests ran into) and the command that runs just its visible tests
+(``minimem exercises check <id>``).
 """
 from __future__ import annotations
 
 import math
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -25,6 +32,8 @@ from .runner import TestOutcome, collect, prepare_workdir, run_tests
 
 DEFAULT_TIMEOUT = 60.0    # seconds per test
 DEFAULT_BUDGET = 1200.0   # seconds per submission, all tests together
+CHECK_COMMAND = ".venv/bin/minimem exercises check {ids}"  # one exercise's visible tests
+STUB_RAISED = re.compile(r"NotImplementedError: Exercise (\d+(?:\.\d+)*):")
 
 
 @dataclass
@@ -46,6 +55,25 @@ class ExerciseScore:
     location: str
     points: float
     tests: list[ExerciseTest] = field(default_factory=list)
+    needs: tuple[str, ...] = ()  # from the exercise's ``# Needs:`` line
+
+    @property
+    def check_command(self) -> str:
+        return CHECK_COMMAND.format(ids=self.id)
+
+    @property
+    def stubs_hit(self) -> list[str]:
+        """Other exercises whose ``NotImplementedError`` stub this exercise's visible tests ran
+        into (a hidden test's output is not looked at: the table shows what it finds)."""
+        found = []
+        for t in self.counted:
+            if t.hidden:
+                continue
+            o = t.outcome
+            for ex_id in STUB_RAISED.findall(f"{o.line}\n{o.output}" if o else ""):
+                if ex_id != self.id and ex_id not in found:
+                    found.append(ex_id)
+        return sorted(found, key=sort_key)
 
     @property
     def counted(self) -> list[ExerciseTest]:
@@ -92,6 +120,26 @@ class GradeReport:
     def max_score(self) -> float:
         return sum(e.points for e in self.exercises if e.tests)
 
+    def missing_needs(self, e: ExerciseScore) -> list[str]:
+        """What exercise ``e`` needs that is not done: its declared needs (and theirs) graded
+        here short of full marks, and any other exercise whose stub its tests ran into."""
+        if e.earned >= e.points:
+            return []
+        by_id = {x.id: x for x in self.exercises}
+        out, todo, seen = [], list(e.needs), set()
+        while todo:
+            ex_id = todo.pop(0)
+            if ex_id in seen:
+                continue
+            seen.add(ex_id)
+            dep = by_id.get(ex_id)
+            if dep is not None:
+                todo.extend(dep.needs)
+                if dep.tests and dep.earned < dep.points:
+                    out.append(ex_id)
+        out += [x for x in e.stubs_hit if x not in out]
+        return sorted(out, key=sort_key)
+
 
 def student_root(path) -> Path:
     """The folder that holds the student's ``minimem`` package (PATH or PATH/..)."""
@@ -108,7 +156,7 @@ def _known_exercises(root: Path, collected: list[dict], only) -> tuple[list[Exer
     table: dict[str, ExerciseScore] = {}
     for r in regions:
         if r.id not in table:
-            table[r.id] = ExerciseScore(r.id, r.task, r.location, r.points)
+            table[r.id] = ExerciseScore(r.id, r.task, r.location, r.points, needs=r.needs)
     for c in collected:
         ex_id, points = c["exercise"], c["points"]
         if (ex_id is None or not ID_RE.match(ex_id) or not isinstance(points, (int, float))
@@ -242,14 +290,34 @@ def _fmt(x: float) -> str:
     return f"{x:.2f}".rstrip("0").rstrip(".") if x != int(x) else f"{int(x)}"
 
 
-def format_report(report: GradeReport, width: int = 110) -> str:
-    """The per-exercise score table."""
+_TRACE_STARTS = ("raised in the student's code", "Traceback (most recent call last)")
+
+
+def _cut(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def format_report(report: GradeReport, width: int = 110, detail_lines: int = 4) -> str:
+    """The per-exercise score table; below each exercise short of full marks, what it needs
+    that is not done, the first ``detail_lines`` lines of its first failure and the command
+    that runs just its visible tests."""
     head = f"{'exercise':<9} {'points':>11} {'tests':>7}  first failure"
     lines = [f"grading {report.student}", head, "-" * len(head)]
+    pad = " " * 31
     for e in report.exercises:
         pts = f"{_fmt(e.earned)} / {_fmt(e.points)}" if e.tests else f"- / {_fmt(e.points)}"
-        row = f"{e.id:<9} {pts:>11} {e.passed:>3}/{len(e.counted):<3}  {e.first_failure}"
-        lines.append(row if len(row) <= width else row[: width - 3] + "...")
+        failure = e.first_failure.splitlines() or [""]
+        needs = report.missing_needs(e)
+        first = (f"needs {', '.join(needs)} (not done yet); " if needs else "") + failure[0]
+        lines.append(_cut(f"{e.id:<9} {pts:>11} {e.passed:>3}/{len(e.counted):<3}  {first}",
+                          width))
+        if e.tests and e.earned < e.points:
+            detail = []
+            for ln in failure[1: detail_lines]:
+                if ln.strip().startswith(_TRACE_STARTS):
+                    break  # the worker's traceback: the student's own run shows it better
+                detail.append(_cut(pad + ln.strip(), width))
+            lines += detail + [pad + "check: " + e.check_command]
     lines.append("-" * len(head))
     lines.append(f"{'total':<9} {_fmt(report.score) + ' / ' + _fmt(report.max_score):>11}"
                  f"   ({report.seconds:.1f} s)")
@@ -272,6 +340,9 @@ def gradescope_json(report: GradeReport) -> dict:
             ok = o is not None and o.status == "passed"
             text = "passed" if ok else (f"{o.status}: {o.line}\n\n{o.output}".strip() if o
                                         else "not run")
+            needs = [] if ok else report.missing_needs(e)
+            if needs:
+                text = f"needs {', '.join(needs)} (not done yet)\n\n{text}"
             tests.append({
                 "name": f"Exercise {e.id}: {t.name}",
                 "number": f"{e.id}.{k}",

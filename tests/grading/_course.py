@@ -1,16 +1,19 @@
-"""A tiny synthetic course for the grader tests: an instructor copy with three exercises,
-visible and hidden tests, a GPU test that the package decides to skip, and helpers to build
+"""A tiny synthetic course for the grader tests: an instructor copy with three exercises (1.2
+needs 1.1; a withheld fast twin gives 2.1 away), visible and hidden tests, a GPU test that the package decides to skip, and helpers to build
 submissions from it (``from _course import ...``)."""
 import json
 import shutil
 import textwrap
 
 from minimem.grading import BEGIN, END, parse_source
+from minimem.grading.markers import WITHHELD_BEGIN, WITHHELD_END
 
 
 def src(text: str) -> str:
-    """Dedented source with <B>/<E> standing for the solution markers."""
-    return textwrap.dedent(text).replace("<B>", BEGIN).replace("<E>", END)
+    """Dedented source with <B>/<E> standing for the solution markers, <W>/<WE> for the
+    withheld ones."""
+    return (textwrap.dedent(text).replace("<B>", BEGIN).replace("<E>", END)
+            .replace("<WE>", WITHHELD_END).replace("<W>", WITHHELD_BEGIN))
 
 
 OPS = src('''
@@ -27,6 +30,7 @@ OPS = src('''
 
     def square(x):
         # Exercise 1.2 (2 pt): return x squared.
+        # Needs: 1.1
         <B>
         y = x * x
         <E>
@@ -43,10 +47,18 @@ OPS = src('''
                 s += x
             <E>
             return s
+
+
+    <W> 2.1
+    def fast_total(xs):
+        return sum(xs)  # WITHHELD-ANSWER
+    #> def fast_total(xs):
+    #>     return Acc().total(xs)
+    <WE>
     ''')
 
 INIT = src('''
-    from .ops import Acc, double, square
+    from .ops import Acc, double, fast_total, square
 
 
     def gpu_available():

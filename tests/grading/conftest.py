@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from _course import write_course
 
-from minimem.grading import collect_exercise_tests, grade
+from minimem.grading import collect_exercise_tests, grade, release
 
 
 @pytest.fixture(scope="session")
@@ -44,3 +44,10 @@ def public_tmp():
         yield d
     finally:
         shutil.rmtree(d, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def repo_release(tmp_path_factory):
+    """This repository's student copy, released once for the session."""
+    out = tmp_path_factory.mktemp("release") / "student"
+    return release(out)  # also checks that `import minimem` works in the copy

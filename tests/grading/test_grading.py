@@ -20,7 +20,6 @@ from minimem.grading import (
     format_report,
     list_exercises,
     parse_source,
-    release,
     strip_solutions,
 )
 from minimem.grading import grade as _grade
@@ -140,12 +139,6 @@ def collected():
 
 
 # ------------------------------------------------------------------ this repository
-
-@pytest.fixture(scope="module")
-def repo_release(tmp_path_factory):
-    out = tmp_path_factory.mktemp("release") / "student"
-    return release(out)  # also checks that `import minimem` works in the copy
-
 
 def test_release_repository(repo_release):
     out = repo_release.out

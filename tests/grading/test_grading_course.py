@@ -28,8 +28,9 @@ def test_release_course(course, tmp_path):
     assert sorted(r.id for r in s.regions) == ["1.1", "1.2", "2.1"]
     assert s.hidden_removed == ["tests/hidden/test_ops_hidden.py"]
     got = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
-    assert got == ["minimem/__init__.py", "minimem/ops.py", "notebooks/intro.ipynb",
-                   "pyproject.toml", "tests/conftest.py", "tests/test_ops.py"]
+    assert got == [".minimem-release.json", "README.md", "STUDENT.md", "minimem/__init__.py",
+                   "minimem/ops.py", "notebooks/intro.ipynb", "pyproject.toml",
+                   "tests/conftest.py", "tests/test_ops.py"]
     ops = (out / "minimem/ops.py").read_text()
     assert BEGIN not in ops and "        raise NotImplementedError(\"Exercise 2.1: the sum of " \
                                 "xs, as a loop.\")\n" in ops
