@@ -15,6 +15,12 @@ Implementations timed in the same run:
 * ``torch chunk``: PyTorch CPU eager running the same UT/WY chunk algorithm (the triangular
   inverse with ``torch.linalg.solve_triangular``), autograd backward.
 
+The forms of the chapter's second half (:func:`extension_rows`, same B, H, D, T = 1024, medians
+of interleaved rounds, ratio = reference time / ours): gated linear attention, normalized
+linear attention with the elu+1 map and DeltaProduct (n_h = 2), each ``recurrent`` and
+``chunk`` against its engine-op ``reference`` loop and, when installed, the same recurrence in
+PyTorch eager (``torch recurrent``).
+
 Targets (ratio = baseline time / our time): Numba recurrent forward >= 5x the PyTorch
 recurrence; our chunk forward >= 1x PyTorch's chunk; our chunk forward+backward >= 0.5x
 (within 2x of) PyTorch autograd on the chunk algorithm.
@@ -23,7 +29,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._util import Row, timeit, torch_or_none
+from ._util import Row, interleaved_medians, timeit, torch_or_none, with_ratios
 
 DESCRIPTION = "delta rule: Numba recurrent / chunk vs NumPy and PyTorch (B=1, H=4, D=64)"
 
@@ -130,6 +136,119 @@ def _torch(torch, arrays, chunk, backward):
     return run
 
 
+def _extension_data(T, n_h=2, seed=0):
+    rng = np.random.default_rng(seed)
+    B, H, D = 1, 4, 64
+    q = rng.standard_normal((B, H, T, D))
+    k = rng.standard_normal((B, H, T, n_h, D))
+    k /= np.linalg.norm(k, axis=-1, keepdims=True)
+    return {"q": q.astype(np.float32), "k": k.astype(np.float32),
+            "v": rng.standard_normal((B, H, T, n_h, D)).astype(np.float32),
+            "beta": rng.uniform(0.1, 1.9, (B, H, T, n_h)).astype(np.float32),
+            "g": -rng.uniform(0.0, 0.1, (B, H, T)).astype(np.float32)}
+
+
+def _extension_ours(name, data, mode, backward):
+    """One of the new forms as a callable; ``mode`` ``"reference"`` is the engine-op loop."""
+    import minimem as mm
+    from minimem import memory
+
+    d = data
+    tuning = {} if mode == "reference" else {"mode": mode}
+
+    def call(ins):
+        q, k, v, beta, g = ins
+        if name == "gated linear attention":
+            f = (memory.gated_linear_attention_reference if mode == "reference"
+                 else memory.gated_linear_attention)
+            return f(q, k[:, :, :, 0], v[:, :, :, 0], g, **tuning)[0]
+        if name == "normalized linear attention (elu1)":
+            f = (memory.linear_attention_reference if mode == "reference"
+                 else memory.linear_attention)
+            return f(q, k[:, :, :, 0], v[:, :, :, 0], feature_map="elu1", normalize=True,
+                     **tuning)[0]
+        f = memory.delta_product_reference if mode == "reference" else memory.delta_product
+        return f(q, k, v, beta, **tuning)[0]
+
+    def run():
+        ins = [mm.tensor(d[n], requires_grad=backward) for n in ("q", "k", "v", "beta", "g")]
+        o = call(ins)
+        if backward:
+            o.sum().backward()
+    return run
+
+
+def _extension_torch(torch, name, data, backward):
+    """The same recurrence token by token in PyTorch eager (autograd backward)."""
+    def run():
+        q, k, v, beta, g = (torch.tensor(data[n], requires_grad=backward)
+                            for n in ("q", "k", "v", "beta", "g"))
+        B, H, T, n_h, D = k.shape
+        S = q.new_zeros(B, H, D, D)
+        z = q.new_zeros(B, H, D)
+        outs = []
+        for t in range(T):
+            if name == "delta product (n_h=2)":
+                for j in range(n_h):
+                    kj = k[:, :, t, j]
+                    u = beta[:, :, t, j, None] * (v[:, :, t, j]
+                                                 - torch.einsum("bhij,bhi->bhj", S, kj))
+                    S = S + kj.unsqueeze(-1) * u.unsqueeze(-2)
+                outs.append(torch.einsum("bhij,bhi->bhj", S, q[:, :, t] * D ** -0.5))
+                continue
+            kt, vt, qt = k[:, :, t, 0], v[:, :, t, 0], q[:, :, t]
+            if name == "gated linear attention":
+                decay = torch.exp(g[:, :, t])[..., None, None]
+                S = decay * S + kt.unsqueeze(-1) * vt.unsqueeze(-2)
+                outs.append(torch.einsum("bhij,bhi->bhj", S, qt * D ** -0.5))
+            else:
+                fk, fq = torch.nn.functional.elu(kt) + 1, torch.nn.functional.elu(qt) + 1
+                S = S + fk.unsqueeze(-1) * vt.unsqueeze(-2)
+                z = z + fk
+                outs.append(torch.einsum("bhij,bhi->bhj", S, fq)
+                            / ((z * fq).sum(-1, keepdim=True) + 1e-6))
+        o = torch.stack(outs, dim=2)
+        if backward:
+            o.sum().backward()
+    if not backward:
+        def run_no_grad():
+            with torch.no_grad():
+                run()
+        return run_no_grad
+    return run
+
+
+EXTENSIONS = ("gated linear attention", "normalized linear attention (elu1)",
+              "delta product (n_h=2)")
+
+
+def extension_rows(T=1024, quick=False, torch=None):
+    """Rows for the new forms: ``recurrent``, ``chunk``, ``reference`` (and ``torch
+    recurrent``) per workload, timed in interleaved rounds; ratio = reference / ours."""
+    data = _extension_data(T)
+    rows = []
+    for name in EXTENSIONS:
+        for kind, backward in (("fwd", False), ("fwd+bwd", True)):
+            wl = f"{name} {kind} T={T}"
+            fns = {f"{m}": _extension_ours(name, data, m, backward)
+                   for m in ("recurrent", "chunk", "reference")}
+            if torch is not None:
+                fns["torch recurrent"] = _extension_torch(torch, name, data, backward)
+            med = interleaved_medians(fns, repeat=1 if quick else 3, warmup=1,
+                                      max_seconds=5.0 if quick else 30.0)
+            for impl, sec in med.items():
+                rows.append(Row(wl, impl, sec))
+    rows = with_ratios(rows, "reference")
+    if torch is not None:
+        by = {(r.workload, r.impl): r for r in rows}
+        for r in rows:
+            base = by.get((r.workload, "torch recurrent"))
+            if base is not None and r.impl in ("recurrent", "chunk"):
+                r.extra["vs torch recurrent"] = base.seconds / r.seconds
+                r.note = f"{base.seconds / r.seconds:.2f}x vs torch recurrent"
+    return rows
+
+
 def run(quick=False):
     torch = torch_or_none()
     lengths = (128,) if quick else (1024, 4096)
@@ -151,7 +270,8 @@ def run(quick=False):
                     10 if T <= 1024 else 3)
                 rows.append(Row(wl, name, timeit(fn, repeat=repeat, warmup=1,
                                                  max_seconds=20.0)))
-    return _ratios(rows, torch is not None)
+    rows = _ratios(rows, torch is not None)
+    return rows + extension_rows(128 if quick else 1024, quick=quick, torch=torch)
 
 
 def _ratios(rows, have_torch):

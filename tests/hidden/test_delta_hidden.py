@@ -55,3 +55,49 @@ def test_step_backward_linear_attention_closed_form(rng):
     np.testing.assert_allclose(dq, np.einsum("nij,nj->ni", S_t, do), atol=1e-12)
     np.testing.assert_array_equal(dbeta, 0)    # linear attention has no beta and no decay
     np.testing.assert_array_equal(dg, 0)
+
+
+@pytest.mark.exercise("20.5", points=2)
+def test_delta_product_two_equal_reflections_cancel(rng):
+    """n_h = 2, the same unit key twice with beta = 2 and zero values: H H = I, the state comes
+    back unchanged; with one beta = 1 step and n_h = 1 the value is replaced."""
+    from minimem.memory import delta_product_reference
+    k = rng.standard_normal(3)
+    k /= np.linalg.norm(k)
+    S0 = rng.standard_normal((1, 1, 3, 2))
+    keys = np.broadcast_to(k, (1, 1, 1, 2, 3)).copy()
+    _, S = delta_product_reference(tensor64(np.ones((1, 1, 1, 3))), tensor64(keys),
+                                   tensor64(np.zeros((1, 1, 1, 2, 2))),
+                                   tensor64(np.full((1, 1, 1, 2), 2.0)),
+                                   initial_state=tensor64(S0))
+    np.testing.assert_allclose(S.numpy(), S0, atol=1e-12)
+    v = rng.standard_normal(2)
+    _, S1 = delta_product_reference(tensor64(np.ones((1, 1, 1, 3))), tensor64(keys[:, :, :, :1]),
+                                    tensor64(v[None, None, None, None]),
+                                    tensor64(np.ones((1, 1, 1, 1))),
+                                    initial_state=tensor64(S0))
+    np.testing.assert_allclose(S1.numpy()[0, 0].T @ k, v, atol=1e-12)
+
+
+@pytest.mark.exercise("20.6", points=2)
+def test_normalizer_with_equal_keys_is_the_running_mean(rng):
+    from minimem.memory import linear_attention_reference
+    T = 6
+    q = np.abs(rng.standard_normal((1, 1, T, 3))) + 0.1
+    k = np.broadcast_to(np.abs(rng.standard_normal(3)) + 0.1, (1, 1, T, 3)).copy()
+    v = rng.standard_normal((1, 1, T, 2))
+    o, _ = linear_attention_reference(tensor64(q), tensor64(k), tensor64(v), normalize=True,
+                                      eps=1e-12, scale=5.0)
+    mean = np.cumsum(v, axis=2) / np.arange(1, T + 1)[:, None]
+    np.testing.assert_allclose(o.numpy(), mean, atol=1e-9)
+
+
+@pytest.mark.exercise("20.7", points=3)
+def test_rotation_angle_special_cases():
+    from minimem.memory.delta.lab import reflection_rotation_angle
+    e1, e2 = np.eye(3)[0], np.eye(3)[1]
+    assert abs(reflection_rotation_angle(e1, e2) - np.pi) < 1e-12       # orthogonal keys
+    assert abs(reflection_rotation_angle(e1, e1)) < 1e-6                 # the same key: H H = I
+    assert abs(reflection_rotation_angle(e1, -e1)) < 1e-6
+    c = np.array([np.cos(0.3), np.sin(0.3), 0.0])
+    assert abs(reflection_rotation_angle(e1, c) - 0.6) < 1e-12

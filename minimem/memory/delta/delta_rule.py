@@ -10,7 +10,11 @@ for unit keys):
         = (I - \beta_t k_t k_t^\top)\, S_{t-1} + \beta_t k_t v_t^\top ,
 
 one step of gradient descent on :math:`\tfrac12 \|S^\top k_t - v_t\|^2` with learning rate
-:math:`\beta_t`. With :math:`\beta_t = 1` and orthonormal keys, each write replaces exactly the
+:math:`\beta_t`. Any :math:`\beta_t \in [0, 2]` is accepted: for a unit key the transition
+:math:`I - \beta_t k_t k_t^\top` has the eigenvalue :math:`1 - \beta_t \in [-1, 1]` along
+:math:`k_t`, negative for :math:`\beta_t > 1` and a reflection at :math:`\beta_t = 2` (what
+parity needs; the layers' ``allow_neg_eigval``). Larger values are computed as given (the
+state then grows along :math:`k_t`); NaN or inf is an error. With :math:`\beta_t = 1` and orthonormal keys, each write replaces exactly the
 value stored under its key, so :math:`d_k` pairs are retrieved without error (linear attention
 is exact only when all keys are orthogonal *and* no key repeats).
 
@@ -92,6 +96,7 @@ def delta_rule_reference(q, k, v, beta, g=None, scale=None, initial_state=None):
         # Exercise 20.2 (2 pt): one delta-rule step for all (batch, head) pairs: read the
         #   memory under k_t, write beta_t times the error, S <- S + k_t (beta_t (v_t -
         #   S^T k_t))^T, then o_t = S^T (scale q_t) of shape (B, H, D_v). Engine ops only.
+        # Needs: 0.1, 0.2, 0.5
         ### BEGIN SOLUTION
         error = v_t - ops.einsum("bhij,bhi->bhj", S, k_t)
         S = S + ops.expand_dims(k_t, -1) * ops.expand_dims(error * ops.expand_dims(beta_t, -1),

@@ -426,3 +426,221 @@ def chunk_matrices(C=8, d_k=6, d_v=4, gated=True, seed=0):
             "W": W, "U": U, "U_prime": U_prime, "S0": S0,
             "gap_wu": float(gap_wu), "gap_u": float(np.abs(U_prime - np.array(u)).max()),
             "gap_state": float(np.abs(handoff - S).max())}
+
+
+# ---------------------------------------------------------------------------------------------
+# State tracking: parity and modular counting, trained short, tested long
+# ---------------------------------------------------------------------------------------------
+STATE_MIXERS = ("linear", "delta", "delta_neg", "delta_product", "softmax")
+STATE_TASKS = ("parity", "modular_counting")
+
+
+def _state_mixer(mixer, d_model, n_heads, mode, chunk_size, seed):
+    """The token mixer of :class:`StateTrackingNet` (no short convolution: the state alone
+    must carry the count)."""
+    from ...nn.attention import MultiHeadAttention
+    from .layers import DeltaNet, DeltaProductNet, LinearAttention
+
+    if mixer == "softmax":   # causal, no positional encoding (NoPE)
+        return MultiHeadAttention(d_model, n_heads, causal=True, seed=seed)
+    kw = dict(conv_size=0, mode=mode, seed=seed,
+              **({"chunk_size": chunk_size} if mode == "chunk" else {}))
+    if mixer == "linear":
+        return LinearAttention(d_model, n_heads, **kw)
+    if mixer == "delta_product":
+        return DeltaProductNet(d_model, n_heads, n_householder=2, allow_neg_eigval=True, **kw)
+    return DeltaNet(d_model, n_heads, allow_neg_eigval=mixer == "delta_neg", **kw)
+
+
+class StateTrackingNet(Module):
+    r"""Token embedding, ``n_layers`` pre-norm blocks :math:`x \leftarrow x + \mathrm{mixer}
+    (\mathrm{LN}(x))`, :math:`x \leftarrow x + \mathrm{MLP}(\mathrm{LN}(x))`, then logits over
+    the ``n_classes`` states. Mixers (:data:`STATE_MIXERS`): ``"linear"`` (linear attention),
+    ``"delta"`` (DeltaNet, :math:`\beta \in (0, 1)`), ``"delta_neg"`` (DeltaNet,
+    :math:`\beta \in (0, 2)`), ``"delta_product"`` (DeltaProduct, :math:`n_h = 2`,
+    :math:`\beta \in (0, 2)`), ``"softmax"`` (causal softmax attention without positions)."""
+
+    def __init__(self, mixer, n_symbols=2, n_classes=2, d_model=32, n_layers=1, n_heads=2,
+                 mode="chunk", chunk_size=16, seed=0):
+        super().__init__()
+        from ...nn.attention import TransformerBlock
+        from ...nn.layers import LayerNorm
+        from ...nn.module import ModuleList
+
+        if mixer not in STATE_MIXERS:
+            raise ValueError(f"StateTrackingNet: mixer must be one of {STATE_MIXERS}, got "
+                             f"{mixer!r}")
+        rng = np.random.default_rng(seed)
+        self.emb = Embedding(n_symbols, d_model, seed=rng)
+        self.blocks = ModuleList([
+            TransformerBlock(d_model, n_heads, 2 * d_model, seed=rng, layer=i,
+                             mixer=lambda d_model, n_heads, layer, i=i: _state_mixer(
+                                 mixer, d_model, n_heads, mode, chunk_size, seed + 31 * i + 7))
+            for i in range(n_layers)])
+        self.ln_f = LayerNorm(d_model)
+        self.head = Linear(d_model, n_classes, bias=True, seed=rng)
+
+    def forward(self, ids):
+        ids = np.asarray(ids.data if isinstance(ids, Tensor) else ids)
+        if ids.ndim != 2 or ids.dtype.kind not in "iu":
+            raise ValueError(f"StateTrackingNet: ids must be (B, T) integers, got "
+                             f"{ids.dtype} {ids.shape}")
+        x = self.emb(ids)
+        for block in self.blocks:
+            x = block(x)
+        return self.head(self.ln_f(x))
+
+
+def _state_task(task, modulus):
+    from ...tasks import modular_counting, parity
+
+    if task not in STATE_TASKS:
+        raise ValueError(f"state_tracking_experiment: task must be one of {STATE_TASKS}, got "
+                         f"{task!r}")
+    if task == "parity":
+        return parity, 2
+    return (lambda n, T, seed, targets="all": modular_counting(n, T, modulus, seed, targets),
+            modulus)
+
+
+def state_tracking_experiment(task="parity", mixers=STATE_MIXERS, seeds=(0, 1, 2),
+                              train_len=16, test_lens=(16, 32, 64, 128), modulus=3,
+                              d_model=32, n_layers=1, n_heads=2, steps=300, batch_size=32,
+                              lr=3e-3, eval_examples=256, progress=False):
+    r"""Length generalization on a state-tracking task (:mod:`minimem.tasks.state_tracking`).
+
+    One :class:`StateTrackingNet` per mixer and seed, trained on strings of ``train_len``
+    tokens with a target at every position (AdamW, no weight decay, gradient clipping at 1);
+    then the accuracy of the state *after the last token* of ``eval_examples`` fresh strings
+    of each length in ``test_lens`` (chance: ``1 / n_classes``).
+
+    Returns ``{"config": dict, "seeds": tuple, "test_lens": tuple, "chance": float,
+    mixer: {"accuracy": (n_seeds, n_lens), "train_acc": (n_seeds,) the last training
+    accuracy, "seconds": (n_seeds,)}}``.
+    """
+    from ...optim import AdamW
+    from ...train import fit
+
+    gen, n_classes = _state_task(task, modulus)
+    bad = [m for m in mixers if m not in STATE_MIXERS]
+    if bad or not mixers:
+        raise ValueError(f"state_tracking_experiment: mixers must be a non-empty sequence of "
+                         f"{STATE_MIXERS}, got {mixers!r}")
+    if len(seeds) == 0 or len(test_lens) == 0:
+        raise ValueError("state_tracking_experiment: seeds and test_lens must not be empty")
+    config = {"task": task, "modulus": n_classes, "train_len": train_len, "d_model": d_model,
+              "n_layers": n_layers, "n_heads": n_heads, "steps": steps,
+              "batch_size": batch_size, "lr": lr}
+    out = {"config": config, "seeds": tuple(seeds), "test_lens": tuple(test_lens),
+           "chance": 1.0 / n_classes}
+    tests = {L: gen(eval_examples, L, seed=10 ** 6 + L, targets="last") for L in test_lens}
+    for mixer in mixers:
+        res = {"accuracy": [], "train_acc": [], "seconds": []}
+        for seed in seeds:
+            model = StateTrackingNet(mixer, 2, n_classes, d_model, n_layers, n_heads,
+                                     seed=seed)
+            opt = AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+            hist = fit(model, lambda s, seed=seed: gen(batch_size, train_len,
+                                                       seed=seed * 10 ** 5 + s),
+                       steps, opt, batch_size=batch_size, eval_every=steps, clip_norm=1.0,
+                       progress=progress, seed=seed)
+            model.eval()
+            with no_grad():
+                accs = [float((model(x).numpy()[:, -1].argmax(-1) == y[:, -1]).mean())
+                        for x, y in tests.values()]
+            res["accuracy"].append(accs)
+            res["train_acc"].append(float(np.mean(hist["train_acc"][-20:])))
+            res["seconds"].append(hist["time"][-1])
+        out[mixer] = {k: np.asarray(v) for k, v in res.items()}
+    return out
+
+
+def product_spectrum(k, beta):
+    r"""Eigenvalues (complex, in the unit disk) of one DeltaProduct transition
+    :math:`\prod_j (I - \beta_j k_j k_j^\top)` (``k (n_h, D)`` unit keys, ``beta (n_h,)``):
+    with :math:`n_h = 1` they are real (:math:`1` and :math:`1 - \beta`); a product of two can
+    rotate (a complex pair :math:`e^{\pm i\theta}`)."""
+    from .delta_product import householder_product
+
+    return np.linalg.eigvals(householder_product(np.asarray(k, dtype=np.float64),
+                                                 np.asarray(beta, dtype=np.float64)))
+
+
+def spectrum_samples(n_h=1, beta_range=(0.0, 1.0), d=4, n_samples=200, seed=0):
+    """Eigenvalues of ``n_samples`` random DeltaProduct transitions (random unit keys, beta
+    uniform in ``beta_range``): the points of the chapter's spectrum figure."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n_samples):
+        k = rng.standard_normal((n_h, d))
+        k /= np.linalg.norm(k, axis=1, keepdims=True)
+        out.append(product_spectrum(k, rng.uniform(*beta_range, n_h)))
+    return np.concatenate(out)
+
+
+def reflection_rotation_angle(k1, k2):
+    r"""Predict: the product :math:`H_2 H_1` of the two reflections :math:`H_j = I - 2 k_j
+    k_j^\top` (unit keys ``k1``, ``k2``, not parallel) leaves the directions orthogonal to both
+    keys fixed and rotates their plane. Return the rotation angle :math:`\theta \in [0, \pi]`
+    (a float): the eigenvalues of :math:`H_2 H_1` are then :math:`e^{\pm i\theta}` and
+    :math:`1`."""
+    fn = "reflection_rotation_angle"
+    k1, k2 = np.asarray(k1, dtype=np.float64), np.asarray(k2, dtype=np.float64)
+    if k1.ndim != 1 or k1.shape != k2.shape:
+        raise ValueError(f"{fn}: k1 and k2 must be vectors of one length, got {k1.shape} and "
+                         f"{k2.shape}")
+    for name, k in (("k1", k1), ("k2", k2)):
+        if abs(float(np.linalg.norm(k)) - 1.0) > 1e-8:
+            raise ValueError(f"{fn}: {name} must be a unit vector, got norm "
+                             f"{float(np.linalg.norm(k))}")
+    # Exercise 20.7 (3 pt): derive the angle. In the plane of k1, k2, a reflection
+    #   I - 2 k k^T mirrors across the line orthogonal to k; two mirrors whose lines meet at
+    #   the angle phi make a rotation by 2 phi. Assign theta from the cosine c = k1 . k2.
+    ### BEGIN SOLUTION
+    # the mirror lines are orthogonal to k1 and k2, so they meet at the angle between the
+    # keys' lines, phi = arccos |c| in [0, pi/2]: the rotation is by 2 phi in [0, pi].
+    c = float(np.clip(abs(k1 @ k2), 0.0, 1.0))
+    theta = 2.0 * float(np.arccos(c))
+    ### END SOLUTION
+    return theta
+
+
+# ---------------------------------------------------------------------------------------------
+# Feature maps and decays: what the figures of sections 8 and 9 show
+# ---------------------------------------------------------------------------------------------
+KERNEL_KINDS = (("elu1", {}), ("dpfp", {"nu": 3}), ("taylor2", {}), ("poly", {"degree": 4}),
+                ("performer", {"n_features": 64}))
+
+
+def kernel_curves(d=8, n_pairs=400, radius=1.0, kinds=KERNEL_KINDS, seed=0):
+    r"""The kernel :math:`\phi(q)^\top \phi(k)` of each feature map against the softmax's
+    :math:`e^{q^\top k}`, for ``n_pairs`` random pairs of norm ``radius`` (:math:`q^\top k
+    \in [-r^2, r^2]`). Returns ``{"dot": (n,), "exp": (n,), kind: (n,)}`` sorted by the dot
+    product; the performer curve uses one projection (``seed``)."""
+    from .feature_maps import feature_map
+
+    rng = np.random.default_rng(seed)
+    q, k = rng.standard_normal((2, n_pairs, d))
+    q *= radius / np.linalg.norm(q, axis=1, keepdims=True)
+    k *= radius / np.linalg.norm(k, axis=1, keepdims=True)
+    dot = (q * k).sum(-1)
+    order = np.argsort(dot)
+    out = {"dot": dot[order], "exp": np.exp(dot[order])}
+    for kind, params in kinds:
+        if kind == "performer":
+            params = {**params, "seed": seed}
+        fq, fk = (feature_map(Tensor(x), kind, **params).numpy() for x in (q, k))
+        out[kind] = (fq * fk).sum(-1)[order]
+    return out
+
+
+def decay_weights(g):
+    r"""The decay factors :math:`e^{\gamma_t - \gamma_j}` (:math:`j \le t`, else 0) that gated
+    linear attention puts on top of :math:`s\, q_t^\top k_j`, for log-decays ``g (T,)``."""
+    g = np.asarray(g, dtype=np.float64)
+    if g.ndim != 1 or (g > 0).any():
+        raise ValueError(f"decay_weights: g must be a vector of log-decays <= 0, got shape "
+                         f"{g.shape}")
+    gamma = np.cumsum(g)
+    T = len(g)
+    return np.exp(gamma[:, None] - gamma[None, :]) * np.tril(np.ones((T, T)))

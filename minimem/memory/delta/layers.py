@@ -1,4 +1,5 @@
-r"""Token-mixing layers built on the recurrences: LinearAttention, DeltaNet, GatedDeltaNet.
+r"""Token-mixing layers built on the recurrences: LinearAttention, GatedLinearAttention,
+Retention, DeltaNet, GatedDeltaNet, DeltaProductNet.
 
 For input :math:`x_t \in \mathbb{R}^{d}` and each head (size :math:`d_h`):
 
@@ -13,10 +14,15 @@ linear attention, the delta rule, or the gated delta rule with a log-decay
 
 .. math:: g_t = -e^{A_{\log}}\, \mathrm{softplus}(w_a^\top x_t + b_{dt}) \le 0,
 
-and the output is :math:`W_o\,[\mathrm{RMSNorm}(o_t)]` (GatedDeltaNet multiplies by an
-output gate :math:`\mathrm{SiLU}(W_g x_t)` before :math:`W_o`). Keys on the unit sphere make
-:math:`\beta \in (0, 1)` a stable step size. Each layer maps ``(B, T, d_model)`` to the same
-shape, so it drops into :class:`minimem.nn.TransformerLM` as ``mixer=``:
+(GatedLinearAttention: the same decay without the delta correction; Retention: a fixed
+:math:`g = \log \gamma_h` per head), or DeltaProduct (:math:`n_h` keys, values and step
+sizes per token). The output is :math:`W_o\,[\mathrm{RMSNorm}(o_t)]` (the gated layers
+multiply by an output gate :math:`\mathrm{SiLU}(W_g x_t)` before :math:`W_o`). Keys on the
+unit sphere make :math:`\beta \in (0, 1)` a stable step size; ``allow_neg_eigval=True``
+uses :math:`\beta_t = 2\sigma(w_\beta^\top x_t) \in (0, 2)`, so that the transition's
+eigenvalue :math:`1 - \beta_t` along the key reaches into :math:`(-1, 0)`. Each layer maps
+``(B, T, d_model)`` to the same shape, so it drops into :class:`minimem.nn.TransformerLM` as
+``mixer=``:
 
 >>> TransformerLM(vocab, 64, 2, 4, 128,
 ...               mixer=lambda d_model, n_heads, layer: DeltaNet(d_model, n_heads))
@@ -34,8 +40,10 @@ from ...backend import get_default_dtype, get_rng, get_xp
 from ...nn.attention import merge_heads, split_heads
 from ...nn.layers import Linear, RMSNorm
 from ...nn.module import Module, Parameter
+from ...checks import check_bool
+from .delta_product import delta_product
 from .delta_rule import delta_rule, gated_delta_rule
-from .linear_attention import linear_attention
+from .linear_attention import gated_linear_attention, linear_attention
 from .recurrent import mode_settings
 
 
@@ -81,7 +89,7 @@ class _RecurrentMixer(Module):
     """
 
     def __init__(self, d_model, n_heads, d_head=None, conv_size=4, mode="chunk",
-                 chunk_size=None, checkpoint=None, output_norm=True, seed=None):
+                 chunk_size=None, checkpoint=None, output_norm=True, seed=None, _n_kv=1):
         super().__init__()
         cls = type(self).__name__
         for name, val in (("d_model", d_model), ("n_heads", n_heads)):
@@ -98,15 +106,16 @@ class _RecurrentMixer(Module):
         rng = get_rng(seed)
         self.d_model, self.n_heads, self.d_head = d_model, n_heads, d_head
         inner = n_heads * d_head
+        self._n_kv = _n_kv     # keys and values per token (DeltaProduct's n_h; else 1)
         self.W_q = Linear(d_model, inner, bias=False, seed=rng)
-        self.W_k = Linear(d_model, inner, bias=False, seed=rng)
-        self.W_v = Linear(d_model, inner, bias=False, seed=rng)
+        self.W_k = Linear(d_model, _n_kv * inner, bias=False, seed=rng)
+        self.W_v = Linear(d_model, _n_kv * inner, bias=False, seed=rng)
         self.W_o = Linear(inner, d_model, bias=False, seed=rng)
         self.conv_size = conv_size or 0
         if self.conv_size:
             self.conv_q = ShortConvolution(inner, conv_size, seed=rng)
-            self.conv_k = ShortConvolution(inner, conv_size, seed=rng)
-            self.conv_v = ShortConvolution(inner, conv_size, seed=rng)
+            self.conv_k = ShortConvolution(_n_kv * inner, conv_size, seed=rng)
+            self.conv_v = ShortConvolution(_n_kv * inner, conv_size, seed=rng)
         self.norm = RMSNorm(d_head) if output_norm else None
         self._extra_init(rng)
         self.last_state = None
@@ -114,12 +123,15 @@ class _RecurrentMixer(Module):
     def _extra_init(self, rng):
         pass
 
-    def _qkv(self, x):
+    def _projected(self, x):
         q, k, v = self.W_q(x), self.W_k(x), self.W_v(x)
         if self.conv_size:
             q, k, v = (ops.silu(c(z)) for c, z in ((self.conv_q, q), (self.conv_k, k),
                                                     (self.conv_v, v)))
-        q, k, v = (split_heads(z, self.n_heads) for z in (q, k, v))
+        return q, k, v
+
+    def _qkv(self, x):
+        q, k, v = (split_heads(z, self.n_heads) for z in self._projected(x))
         return ops.l2_normalize(q, axis=-1), ops.l2_normalize(k, axis=-1), v
 
     def _per_head(self, lin, x):
@@ -157,21 +169,72 @@ class _RecurrentMixer(Module):
 
 
 class LinearAttention(_RecurrentMixer):
-    """Linear attention layer: :math:`S_t = S_{t-1} + k_t v_t^\\top` per head."""
+    """Linear attention layer: :math:`S_t = S_{t-1} + k_t v_t^\\top` per head.
+
+    ``feature_map`` (a kind of :func:`~.feature_maps.feature_map` or a callable) maps the
+    normalized queries and keys; ``normalize=True`` divides by :math:`z_t^\\top \\phi(q_t)`.
+    """
+
+    def __init__(self, d_model, n_heads, *args, feature_map=None, normalize=False, **kwargs):
+        super().__init__(d_model, n_heads, *args, **kwargs)
+        self.feature_map, self.normalize = feature_map, check_bool("LinearAttention",
+                                                                   "normalize", normalize)
 
     def _mix(self, x, q, k, v):
-        return linear_attention(q, k, v, output_final_state=True, **self._mode_arguments())
+        o, S = linear_attention(q, k, v, output_final_state=True, feature_map=self.feature_map,
+                                normalize=self.normalize, **self._mode_arguments())
+        return o, S
+
+    def extra_repr(self):
+        return (super().extra_repr() + f", feature_map={self.feature_map!r}, "
+                f"normalize={self.normalize}")
+
+
+def _step_size(beta_logits, allow_neg_eigval):
+    r""":math:`\beta = \sigma(\cdot) \in (0, 1)`, or :math:`2\sigma(\cdot) \in (0, 2)` with
+    ``allow_neg_eigval``: the eigenvalue :math:`1 - \beta` of the transition along the key then
+    ranges over :math:`(-1, 1)` instead of :math:`(0, 1)`."""
+    beta = ops.sigmoid(beta_logits)
+    return beta * 2.0 if allow_neg_eigval else beta
 
 
 class DeltaNet(_RecurrentMixer):
-    """DeltaNet layer: the delta rule per head with :math:`\\beta_t = \\sigma(w_\\beta^\\top x_t)`."""
+    """DeltaNet layer: the delta rule per head with :math:`\\beta_t = \\sigma(w_\\beta^\\top x_t)`
+    (times 2 with ``allow_neg_eigval=True``: :math:`\\beta_t \\in (0, 2)`)."""
+
+    def __init__(self, d_model, n_heads, *args, allow_neg_eigval=False, **kwargs):
+        super().__init__(d_model, n_heads, *args, **kwargs)
+        self.allow_neg_eigval = check_bool(type(self).__name__, "allow_neg_eigval",
+                                           allow_neg_eigval)
 
     def _extra_init(self, rng):
-        self.W_beta = Linear(self.d_model, self.n_heads, bias=True, seed=rng)
+        self.W_beta = Linear(self.d_model, self._n_kv * self.n_heads, bias=True, seed=rng)
+
+    def _beta(self, x):
+        return _step_size(self._per_head(self.W_beta, x), self.allow_neg_eigval)
 
     def _mix(self, x, q, k, v):
-        beta = ops.sigmoid(self._per_head(self.W_beta, x))
-        return delta_rule(q, k, v, beta, output_final_state=True, **self._mode_arguments())
+        return delta_rule(q, k, v, self._beta(x), output_final_state=True,
+                          **self._mode_arguments())
+
+    def extra_repr(self):
+        return super().extra_repr() + f", allow_neg_eigval={self.allow_neg_eigval}"
+
+
+def _init_decay(module, rng):
+    """Mamba2-style decay parameters: A in (1, 16), dt_bias = softplus^{-1}(dt) with
+    dt in (1e-3, 0.1), so that the decays start slow."""
+    dt = get_default_dtype()
+    module.W_a = Linear(module.d_model, module.n_heads, bias=False, seed=rng)
+    module.A_log = Parameter(np.log(rng.uniform(1, 16, module.n_heads)).astype(dt))
+    dt0 = np.exp(rng.uniform(np.log(1e-3), np.log(0.1), module.n_heads))
+    module.dt_bias = Parameter((dt0 + np.log(-np.expm1(-dt0))).astype(dt))
+
+
+def _log_decay(module, x):
+    """:math:`g_t = -e^{A_{\\log}} \\mathrm{softplus}(w_a^\\top x_t + b_{dt}) \\le 0`, (B, H, T)."""
+    g = -ops.exp(module.A_log) * ops.softplus(module.W_a(x) + module.dt_bias)   # (B, T, H)
+    return ops.transpose(g, (0, 2, 1))
 
 
 class GatedDeltaNet(DeltaNet):
@@ -179,20 +242,93 @@ class GatedDeltaNet(DeltaNet):
 
     def _extra_init(self, rng):
         super()._extra_init(rng)
-        dt = get_default_dtype()
-        self.W_a = Linear(self.d_model, self.n_heads, bias=False, seed=rng)
-        # A in (1, 16) and dt_bias = softplus^{-1}(dt), dt in (1e-3, 0.1): slow decays at init.
-        self.A_log = Parameter(np.log(rng.uniform(1, 16, self.n_heads)).astype(dt))
-        dt0 = np.exp(rng.uniform(np.log(1e-3), np.log(0.1), self.n_heads))
-        self.dt_bias = Parameter((dt0 + np.log(-np.expm1(-dt0))).astype(dt))
+        _init_decay(self, rng)
         self.W_g = Linear(self.d_model, self.n_heads * self.d_head, bias=False, seed=rng)
 
     def _mix(self, x, q, k, v):
-        beta = ops.sigmoid(self._per_head(self.W_beta, x))
-        g = -ops.exp(self.A_log) * ops.softplus(self.W_a(x) + self.dt_bias)   # (B, T, H)
-        g = ops.transpose(g, (0, 2, 1))
-        return gated_delta_rule(q, k, v, beta, g, output_final_state=True,
-                                **self._mode_arguments())
+        return gated_delta_rule(q, k, v, self._beta(x), _log_decay(self, x),
+                                output_final_state=True, **self._mode_arguments())
+
+    def _gate(self, x, o):
+        return o * ops.silu(self.W_g(x))
+
+
+class DeltaProductNet(DeltaNet):
+    """DeltaProduct layer: ``n_householder`` (:math:`n_h`) keys, values and step sizes per token
+    and head, :math:`n_h` delta steps per token (:func:`~.delta_product.delta_product`);
+    ``allow_neg_eigval`` as in :class:`DeltaNet`. ``n_householder=1`` is DeltaNet."""
+
+    def __init__(self, d_model, n_heads, *args, n_householder=2, allow_neg_eigval=False,
+                 **kwargs):
+        if isinstance(n_householder, bool) or not isinstance(n_householder, numbers.Integral) \
+                or n_householder < 1:
+            raise ValueError(f"DeltaProductNet: n_householder must be an int >= 1, got "
+                             f"{n_householder!r}")
+        super().__init__(d_model, n_heads, *args, allow_neg_eigval=allow_neg_eigval,
+                         _n_kv=int(n_householder), **kwargs)
+
+    def _qkv(self, x):
+        q, k, v = self._projected(x)
+        B, T, _ = x.shape
+        H, n_h = self.n_heads, self._n_kv
+
+        def per_step(z):   # (B, T, n_h H d) -> (B, H, T, n_h, d)
+            return ops.transpose(ops.reshape(z, (B, T, n_h, H, -1)), (0, 3, 1, 2, 4))
+
+        q = ops.l2_normalize(split_heads(q, H), axis=-1)
+        return q, ops.l2_normalize(per_step(k), axis=-1), per_step(v)
+
+    def _beta(self, x):
+        B, T, _ = x.shape
+        logits = ops.reshape(self.W_beta(x), (B, T, self._n_kv, self.n_heads))
+        return _step_size(ops.transpose(logits, (0, 3, 1, 2)), self.allow_neg_eigval)
+
+    def _mix(self, x, q, k, v):
+        o, S = delta_product(q, k, v, self._beta(x), output_final_state=True,
+                             **self._mode_arguments())
+        return o, S
+
+    def extra_repr(self):
+        return super().extra_repr() + f", n_householder={self._n_kv}"
+
+
+class GatedLinearAttention(_RecurrentMixer):
+    r"""Gated linear attention with a data-dependent scalar decay per head (as Mamba2 / SSD and
+    fla's ``simple_gla``): :math:`S_t = e^{g_t} S_{t-1} + k_t v_t^\top` with
+    :math:`g_t = -e^{A_{\log}} \mathrm{softplus}(w_a^\top x_t + b_{dt})`; SiLU output gate."""
+
+    def _extra_init(self, rng):
+        _init_decay(self, rng)
+        self.W_g = Linear(self.d_model, self.n_heads * self.d_head, bias=False, seed=rng)
+
+    def _mix(self, x, q, k, v):
+        return gated_linear_attention(q, k, v, _log_decay(self, x), output_final_state=True,
+                                      **self._mode_arguments())
+
+    def _gate(self, x, o):
+        return o * ops.silu(self.W_g(x))
+
+
+def retention_decays(n_heads):
+    r"""RetNet's fixed per-head decays :math:`\gamma_h = 1 - 2^{-5-h}`, :math:`h = 0..H-1`."""
+    return 1.0 - 2.0 ** (-5.0 - np.arange(n_heads))
+
+
+class Retention(_RecurrentMixer):
+    r"""RetNet-style retention: gated linear attention with a fixed decay per head,
+    :math:`g_t = \log \gamma_h` (:func:`retention_decays`, not learned), so the weight of token
+    :math:`j` seen from :math:`t` is :math:`\gamma_h^{t-j}\, s\, q_t^\top k_j`; SiLU output
+    gate. (RetNet's xPos rotation of q and k is left out.)"""
+
+    def _extra_init(self, rng):
+        self.register_buffer("log_decay", np.log(retention_decays(self.n_heads)))
+        self.W_g = Linear(self.d_model, self.n_heads * self.d_head, bias=False, seed=rng)
+
+    def _mix(self, x, q, k, v):
+        B, H, T, _ = q.shape
+        g = np.broadcast_to(self.log_decay[None, :, None], (B, H, T)).astype(q.dtype)
+        return gated_linear_attention(q, k, v, Tensor(get_xp(q.data).asarray(g)),
+                                      output_final_state=True, **self._mode_arguments())
 
     def _gate(self, x, o):
         return o * ops.silu(self.W_g(x))

@@ -233,3 +233,82 @@ def plot_pair_recall(res, axes=None):
            title="final accuracy by query (bars: mean, dots: seeds)")
     ax.legend(fontsize=8, loc="upper center", ncol=2)
     return axes
+
+
+def plot_kernels(curves, axes=None, approximations=("taylor2", "poly", "performer")):
+    r"""Each feature map's kernel :math:`\phi(q)^\top\phi(k)` against :math:`q^\top k` (from
+    :func:`~.lab.kernel_curves`): left the maps that approximate the softmax's
+    :math:`e^{q^\top k}` (drawn with it), right the other positive kernels."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        axes = plt.subplots(1, 2, figsize=(10, 3.8))[1]
+    kinds = [k for k in curves if k not in ("dot", "exp")]
+    panels = ([k for k in kinds if k in approximations], [k for k in kinds
+                                                          if k not in approximations])
+    titles = (r"approximations of $e^{q^\top k}$", "other positive kernels")
+    for ax, names, title in zip(axes, panels, titles):
+        if ax is axes[0]:
+            ax.plot(curves["dot"], curves["exp"], "k-", lw=2.5, label=r"$\exp(q^\top k)$")
+        for kind in names:
+            ax.plot(curves["dot"], curves[kind], ".", ms=3, label=kind)
+        ax.set(xlabel=r"$q^\top k$", ylabel=r"$\phi(q)^\top \phi(k)$", title=title)
+        ax.legend(fontsize=8)
+    return axes
+
+
+def plot_decay_weights(weights, axes=None):
+    r"""Heat maps of :math:`e^{\gamma_t - \gamma_j}` (``{title: (T, T) array}`` from
+    :func:`~.lab.decay_weights`), one panel each."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        axes = plt.subplots(1, len(weights), figsize=(4 * len(weights), 3.6))[1]
+    axes = np.atleast_1d(axes)
+    for ax, (title, w) in zip(axes, weights.items()):
+        im = ax.imshow(w, cmap="viridis", vmin=0, vmax=1)
+        ax.set(title=title, xlabel="key position j", ylabel="query position t")
+    axes[-1].figure.colorbar(im, ax=list(axes), fraction=0.046)
+    return axes
+
+
+def plot_spectra(spectra, axes=None):
+    """Eigenvalues of transitions in the complex plane with the unit circle
+    (``{title: complex array}``, e.g. from :func:`~.lab.spectrum_samples`), one panel each."""
+    import matplotlib.pyplot as plt
+
+    if axes is None:
+        axes = plt.subplots(1, len(spectra), figsize=(3.6 * len(spectra), 3.6))[1]
+    axes = np.atleast_1d(axes)
+    circle = np.exp(1j * np.linspace(0, 2 * np.pi, 200))
+    for ax, (title, ev) in zip(axes, spectra.items()):
+        ax.plot(circle.real, circle.imag, color="gray", lw=0.8)
+        ax.plot(ev.real, ev.imag, ".", ms=3, alpha=0.5)
+        ax.plot([-1], [0], "rx", ms=9, label="-1")
+        ax.set(title=title, xlabel="Re", ylabel="Im", xlim=(-1.15, 1.15), ylim=(-1.15, 1.15),
+               aspect="equal")
+        ax.legend(loc="lower left", fontsize=8)
+    return axes
+
+
+def plot_state_tracking(res, ax=None, names=None):
+    """Accuracy after the last token against the test length, mean over seeds with a band
+    from the worst to the best seed (from :func:`~.lab.state_tracking_experiment`)."""
+    import matplotlib.pyplot as plt
+
+    ax = ax or plt.subplots(figsize=(6, 4))[1]
+    lens = np.asarray(res["test_lens"])
+    for mixer, r in res.items():
+        if not isinstance(r, dict) or "accuracy" not in r:
+            continue
+        acc = np.asarray(r["accuracy"])
+        label = (names or {}).get(mixer, mixer)
+        line, = ax.plot(lens, acc.mean(0), "o-", label=label)
+        ax.fill_between(lens, acc.min(0), acc.max(0), color=line.get_color(), alpha=0.2)
+    ax.axhline(res["chance"], color="gray", ls=":", label="chance")
+    ax.axvline(res["config"]["train_len"], color="k", lw=0.8, ls="--", label="train length")
+    ax.set_xscale("log", base=2)
+    ax.set(xlabel="test length T", ylabel="accuracy at the last token", ylim=(0, 1.05),
+           title=f"{res['config']['task']}: trained on T = {res['config']['train_len']}")
+    ax.legend(fontsize=8)
+    return ax

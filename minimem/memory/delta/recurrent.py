@@ -94,6 +94,7 @@ def prepare_inputs(fn, q, k, v, beta=None, g=None, scale=None, initial_state=Non
         if beta.shape != (B, H, T):
             raise ValueError(f"{fn}: beta must have shape (B, H, T) = {(B, H, T)}, "
                              f"got {beta.shape}")
+        check_beta(fn, beta)
     if g is not None:
         g = _as_tensor(fn, "g", g)
         if g.shape != (B, H, T):
@@ -111,6 +112,18 @@ def prepare_inputs(fn, q, k, v, beta=None, g=None, scale=None, initial_state=Non
     if not isinstance(scale, numbers.Real) or isinstance(scale, bool):
         raise TypeError(f"{fn}: scale must be a real number or None, got {scale!r}")
     return q, k, v, beta, g, initial_state, float(scale)
+
+
+def check_beta(fn, beta):
+    """``beta`` floating and finite. Its stable range for unit keys is [0, 2]: the transition
+    ``I - beta k k^T`` has eigenvalue ``1 - beta`` in [-1, 1] along ``k`` (beta > 1: negative;
+    beta = 2: a reflection). Values outside are computed as given (the state then grows along
+    ``k``, which the chapter demonstrates), so they are not rejected."""
+    if beta.dtype.kind != "f":
+        raise TypeError(f"{fn}: beta must be floating point, got dtype {beta.dtype}")
+    if beta.data.size and not bool(get_xp(beta.data).isfinite(beta.data).all()):
+        raise ValueError(f"{fn}: beta must be finite (its stable range is [0, 2]), got NaN "
+                         f"or inf")
 
 
 def mode_settings(fn, mode, chunk_size=None, checkpoint=None):

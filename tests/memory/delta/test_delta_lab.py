@@ -6,6 +6,8 @@
   rewritten keys and linear attention stays under the bound;
 * ``overwrite_trace``: delta rule exact, gated rule (1 - a^age)^2, linear attention summing;
 * ``chunk_matrices``: the UT/WY form agrees with the recurrence, A and T are triangular;
+* state tracking: beta = 2 solves parity at every length (the construction), the experiment
+  returns its table; the transition spectra reach -1 (beta > 1) and rotate (n_h = 2);
 * every figure draws with titles and labelled axes (Agg backend).
 """
 import matplotlib
@@ -16,6 +18,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
+import minimem as mm
+from minimem import memory
 from minimem.autograd.function import no_grad
 from minimem.memory.delta import lab, plots
 
@@ -132,6 +136,76 @@ def test_every_figure_draws_labelled_axes():
     axes = plots.plot_pair_recall(res)
     _labelled(axes[0])
     assert axes[1].get_title() and axes[1].get_ylabel()
+    for ax in plots.plot_kernels(lab.kernel_curves(d=3, n_pairs=20)):
+        _labelled(ax)
+    axes = plots.plot_decay_weights({"RetNet": lab.decay_weights(np.full(6, -0.2)),
+                                     "GLA": lab.decay_weights(-np.linspace(0, 1, 6))})
+    _labelled(axes[0])
+    axes = plots.plot_spectra({"n_h = 2": lab.spectrum_samples(2, (0, 2), n_samples=5)})
+    _labelled(axes[0])
+    st = {"config": {"task": "parity", "train_len": 4}, "test_lens": (4, 8), "chance": 0.5,
+          "delta": {"accuracy": np.array([[1.0, 0.6], [0.9, 0.5]])}}
+    _labelled(plots.plot_state_tracking(st))
     for fig in map(plt.figure, plt.get_fignums()):
         fig.canvas.draw()                            # renders the mathtext too
     plt.close("all")
+
+
+def test_beta_2_solves_parity_at_every_length(rng):
+    """The construction behind the state-tracking table: one fixed unit key, beta_t = 2 x_t,
+    value v: S^T k alternates between 0 and 2v with every 1 (the reflection), at any length,
+    while beta in [0, 1] only moves S^T k monotonically towards v."""
+    from minimem.tasks import parity
+    x, y = parity(8, 300, seed=1)
+    T = x.shape[1]
+    key = np.zeros((8, 1, T, 2))
+    key[..., 0] = 1.0
+    val = np.ones((8, 1, T, 1))
+    o, _ = memory.delta_rule(mm.tensor(key, dtype=np.float64), mm.tensor(key, dtype=np.float64),
+                             mm.tensor(val, dtype=np.float64),
+                             mm.tensor(2.0 * x[:, None].astype(float), dtype=np.float64),
+                             scale=1.0)
+    read = o.numpy()[:, 0, :, 0]
+    np.testing.assert_allclose(read, 2.0 * y, atol=1e-12)
+    o1, _ = memory.delta_rule(mm.tensor(key, dtype=np.float64), mm.tensor(key, dtype=np.float64),
+                              mm.tensor(val, dtype=np.float64),
+                              mm.tensor(0.9 * x[:, None].astype(float), dtype=np.float64),
+                              scale=1.0)
+    assert (np.diff(o1.numpy()[:, 0, :, 0], axis=1) >= -1e-12).all()   # never flips back
+
+
+def test_state_tracking_experiment_shapes():
+    res = lab.state_tracking_experiment("modular_counting", mixers=("delta_neg", "softmax"),
+                                        seeds=(0,), train_len=6, test_lens=(6, 12), d_model=8,
+                                        n_heads=1, steps=2, batch_size=4, eval_examples=8)
+    assert res["chance"] == pytest.approx(1 / 3) and res["test_lens"] == (6, 12)
+    for m in ("delta_neg", "softmax"):
+        assert res[m]["accuracy"].shape == (1, 2)
+        assert ((0 <= res[m]["accuracy"]) & (res[m]["accuracy"] <= 1)).all()
+    with pytest.raises(ValueError, match="state_tracking_experiment: mixers must be"):
+        lab.state_tracking_experiment(mixers=("lstm",))
+    with pytest.raises(ValueError, match="state_tracking_experiment: task must be one of"):
+        lab.state_tracking_experiment(task="dyck")
+    with pytest.raises(ValueError, match="StateTrackingNet: mixer must be one of"):
+        lab.StateTrackingNet("rnn")
+
+
+def test_kernel_curves_and_decay_weights():
+    c = lab.kernel_curves(d=4, n_pairs=50, radius=0.8)
+    np.testing.assert_allclose(c["taylor2"], 1 + c["dot"] + c["dot"] ** 2 / 2, atol=1e-12)
+    assert np.abs(c["poly"] - c["exp"]).max() < 2 * 0.8 ** 10 / 120  # Taylor remainder
+    assert (c["elu1"] > 0).all() and (c["performer"] > 0).all()
+    w = lab.decay_weights(np.log(np.full(5, 0.9)))
+    t, j = np.arange(5)[:, None], np.arange(5)[None, :]
+    np.testing.assert_allclose(w, np.where(t >= j, 0.9 ** (t - j), 0), atol=1e-12)
+    with pytest.raises(ValueError, match="decay_weights: g must be"):
+        lab.decay_weights([0.1])
+
+
+def test_spectrum_samples_reach_minus_one_only_with_beta_above_1():
+    pos = lab.spectrum_samples(1, (0.0, 1.0), n_samples=50)
+    neg = lab.spectrum_samples(1, (0.0, 2.0), n_samples=50)
+    prod = lab.spectrum_samples(2, (0.0, 2.0), n_samples=50)
+    assert pos.real.min() >= -1e-12 and np.abs(pos.imag).max() < 1e-12
+    assert neg.real.min() < -0.9 and np.abs(neg).max() <= 1 + 1e-12
+    assert np.abs(prod.imag).max() > 0.5 and np.abs(prod).max() <= 1 + 1e-12

@@ -1,14 +1,17 @@
-"""DeltaNet / GatedDeltaNet / LinearAttention layers and their use inside TransformerLM."""
+"""The chapter's layers (DeltaNet, GatedDeltaNet, LinearAttention, GatedLinearAttention,
+Retention, DeltaProductNet) and their use inside TransformerLM."""
 import numpy as np
 import pytest
 
 import minimem as mm
 from minimem.autograd.registry import cases
-from minimem.memory import DeltaNet, GatedDeltaNet, LinearAttention, ShortConvolution
+from minimem.memory import (DeltaNet, DeltaProductNet, GatedDeltaNet, GatedLinearAttention,
+                            LinearAttention, Retention, ShortConvolution)
 from minimem.nn import TransformerLM
 
 
-@pytest.mark.parametrize("cls", [LinearAttention, DeltaNet, GatedDeltaNet])
+@pytest.mark.parametrize("cls", [LinearAttention, DeltaNet, GatedDeltaNet, GatedLinearAttention,
+                                 Retention, DeltaProductNet])
 def test_layer_modes_agree_and_are_causal(rng, cls):
     layer = cls(8, 2, seed=0).double()
     x = rng.standard_normal((2, 11, 8))
@@ -87,3 +90,22 @@ def test_layer_bad_arguments():
         layer(mm.zeros(2, 3, 5))
     with pytest.raises(ValueError, match="DeltaNet: a recurrent mixer .* no attention mask"):
         layer(mm.zeros(2, 3, 8), mask=np.ones((3, 3), bool))
+
+
+def test_retention_uses_retnets_fixed_decays_and_gla_a_data_dependent_one(rng):
+    from minimem.memory import (GatedLinearAttention, Retention,
+                                gated_linear_attention_reference, retention_decays)
+    x = mm.tensor(rng.standard_normal((2, 6, 8)), dtype=np.float64)
+    layer = Retention(8, 4, conv_size=0, seed=0).double()
+    np.testing.assert_allclose(np.exp(layer.log_decay), retention_decays(4), rtol=1e-15)
+    np.testing.assert_allclose(retention_decays(2), [1 - 2 ** -5, 1 - 2 ** -6])
+    q, k, v = layer._qkv(x)
+    o, _ = layer._mix(x, q, k, v)
+    g = np.broadcast_to(np.log(retention_decays(4))[None, :, None], (2, 4, 6))
+    o_ref, _ = gated_linear_attention_reference(q, k, v, mm.tensor(g.copy(), dtype=np.float64))
+    np.testing.assert_allclose(o.numpy(), o_ref.numpy(), atol=1e-12)
+    gla = GatedLinearAttention(8, 4, conv_size=0, seed=0).double()
+    from minimem.memory.delta.layers import _log_decay
+    g2 = _log_decay(gla, x).numpy()
+    assert g2.shape == (2, 4, 6) and (g2 < 0).all() and g2.std() > 0
+    assert gla(x).shape == (2, 6, 8)
