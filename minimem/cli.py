@@ -1,4 +1,4 @@
-"""The ``minimem`` command: tour, gradcheck, bench, exercises, grade.
+"""The ``minimem`` command: tour, gradcheck, bench, exercises, grade, ring.
 
 Each subcommand is a thin shell over a module: ``minimem.tour``, ``minimem.bench``,
 ``minimem.grading``; ``gradcheck`` fills the engine's registry from every chapter
@@ -19,7 +19,9 @@ def gradcheck_rows(chapter=None, device="cpu", seed=0):
     load_cases()
     selected = cases(chapter)
     if not selected:
-        raise ValueError(f"gradcheck: no case registered for chapter {chapter!r}")
+        known = sorted({c.chapter for c in cases()})
+        raise ValueError(f"gradcheck: no case registered for chapter {chapter!r}; known "
+                         f"chapters: {', '.join(known)}")
     rows = []
     for case in selected:
         row = run_case(case, seed, device)
@@ -58,7 +60,11 @@ def gradcheck_markdown(rows) -> str:
 
 
 def _cmd_gradcheck(args) -> int:
-    rows = gradcheck_rows(chapter=args.chapter, device=args.device)
+    try:
+        rows = gradcheck_rows(chapter=args.chapter, device=args.device)
+    except (ValueError, RuntimeError) as e:  # an unknown chapter, no GPU: a message, exit 2
+        print(f"minimem {e}", file=sys.stderr)
+        return 2
     print(format_gradcheck_table(rows))
     if args.json:
         with open(args.json, "w") as f:
@@ -98,6 +104,19 @@ def _cmd_grade(args) -> int:
     return grade_cli(args)
 
 
+def _cmd_ring(args) -> int:
+    from .memory.reduction.ring_mpi import format_report, launch_ring
+
+    try:
+        rep = launch_ring(args.processes, args.seq_len, args.heads, args.dim, args.causal,
+                          args.dtype, timeout=args.timeout)
+    except (ValueError, TypeError, RuntimeError) as e:
+        print(f"minimem ring: {e}", file=sys.stderr)
+        return 2
+    print(format_report(rep))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="minimem", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -124,9 +143,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("exercises", help="list exercises or release a student copy")
     esub = e.add_subparsers(dest="action", required=True)
-    esub.add_parser("list", help="id, points, file and task of every exercise")
+    esub.add_parser("list", help="id, points, needs, file and task of every exercise")
     rel = esub.add_parser("release", help="write a student copy with solutions removed")
     rel.add_argument("out", help="folder to write the student copy to (must not exist)")
+    rel.add_argument("--homework", action="store_true",
+                     help="also withhold the code that gives answers away (fast twins, "
+                          "formulas), replaced by the reference path")
+    rel.add_argument("--outputs-from", default=None, metavar="DIR",
+                     help="copy the outputs of these executed notebooks (e.g. "
+                          "book/_build/jupyter_execute/notebooks) into the copy's notebooks")
+    chk = esub.add_parser("check", help="run just the visible tests of some exercises")
+    chk.add_argument("ids", help="exercise ids, comma-separated (e.g. 0.5 or 0.1,0.2)")
     e.set_defaults(func=_cmd_exercises)
 
     from .grading import exercises_arg, seconds_arg
@@ -151,6 +178,16 @@ def build_parser() -> argparse.ArgumentParser:
     gr.add_argument("--each", action="store_true",
                     help="PATH holds one folder per submission: grade each of them")
     gr.set_defaults(func=_cmd_grade)
+
+    r = sub.add_parser("ring", help="ring attention on P MPI processes vs dense attention")
+    r.add_argument("--processes", type=int, default=2, help="MPI processes P (default 2)")
+    r.add_argument("--seq-len", type=int, default=1024, help="sequence length T (P divides T)")
+    r.add_argument("--heads", type=int, default=2, help="heads H (default 2)")
+    r.add_argument("--dim", type=int, default=32, help="head size D (default 32)")
+    r.add_argument("--causal", action="store_true", help="causal attention")
+    r.add_argument("--dtype", default="float64", choices=["float64", "float32"])
+    r.add_argument("--timeout", type=float, default=600.0, help="seconds for the whole run")
+    r.set_defaults(func=_cmd_ring)
     return p
 
 

@@ -8,3 +8,4 @@ from .layers import (MLP, BatchNorm1d, Dropout, Embedding, GeluFunction,  # noqa
                      RowNormFunction, gelu, gelu_reference, layer_norm, layer_norm_reference,
                      linear, linear_reference, rms_norm, rms_norm_reference)
 from .module import Module, ModuleList, Parameter, functional_call  # noqa: F401
+from .rope import rope, rope_angles, rotate_pairs_matrix  # noqa: F401

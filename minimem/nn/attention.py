@@ -30,10 +30,12 @@ from .. import autograd as ag
 from ..autograd import ops
 from ..autograd.function import Function
 from ..backend import get_rng, get_xp
+from ..checks import check_heads
 from ..kernels.dense_attention import (check_attention_args, dense_attention_backward,
                                        dense_attention_forward)
 from .layers import MLP, Dropout, Embedding, LayerNorm, Linear
 from .module import Module, ModuleList
+from .rope import rope as apply_rope
 
 NEG_INF = -1e30  # a large negative logit: exp underflows to exactly 0, never NaN
 
@@ -178,17 +180,23 @@ class MultiHeadAttention(Module):
     ``forward(x, context=None, mask=None, return_weights=False)``: queries from ``x``
     (B, T, d_model), keys/values from ``context`` (B, S, d_model; default ``x``). ``mask`` is
     boolean, broadcastable to (B, H, T, S), True = attend; ``causal`` applies on top.
+    ``rope=True`` rotates queries and keys by their positions (:func:`minimem.nn.rope.rope`)
+    before the logits.
     """
 
-    def __init__(self, d_model, n_heads, causal=True, bias=True, dropout=0.0, seed=None):
+    def __init__(self, d_model, n_heads, causal=True, bias=True, dropout=0.0, seed=None,
+                 rope=False):
         super().__init__()
-        if not isinstance(n_heads, numbers.Integral) or n_heads < 1 or d_model % n_heads:
-            raise ValueError(
-                f"MultiHeadAttention: d_model ({d_model}) must be divisible by n_heads ({n_heads})"
-            )
+        if not isinstance(rope, (bool, np.bool_)):
+            raise TypeError(f"MultiHeadAttention: rope must be True or False, got {rope!r}")
+        check_heads("MultiHeadAttention", d_model, n_heads)
         rng = get_rng(seed)
         self.d_model, self.n_heads, self.causal = d_model, n_heads, causal
         self.d_head = d_model // n_heads
+        if rope and self.d_head % 2:
+            raise ValueError(f"MultiHeadAttention: rope needs an even head size, got "
+                             f"{self.d_head}")
+        self.rope = bool(rope)
         self.W_q = Linear(d_model, d_model, bias=bias, seed=rng)
         self.W_k = Linear(d_model, d_model, bias=bias, seed=rng)
         self.W_v = Linear(d_model, d_model, bias=bias, seed=rng)
@@ -211,6 +219,8 @@ class MultiHeadAttention(Module):
         q = split_heads(self.W_q(x), self.n_heads)
         k = split_heads(self.W_k(ctx), self.n_heads)
         v = split_heads(self.W_v(ctx), self.n_heads)
+        if self.rope:  # rotary positions: queries and keys, each at 0..T-1 (0..S-1)
+            q, k = apply_rope(q), apply_rope(k)
         o, w = scaled_dot_product_attention(q, k, v, mask=mask, causal=self.causal,
                                             return_weights=True)
         if self.attn_drop.p and self.training:
