@@ -38,12 +38,20 @@ CHAPTERS = (
             "minimem.memory.hopfield", "10_hopfield", requires=("01",)),
     Chapter("20", "delta", "Linear attention and the delta rule",
             "minimem.memory.delta", "20_delta_rule", requires=("01", "10")),
+    Chapter("25", "titans", "Learning to memorize at test time: Titans and ATLAS",
+            "minimem.memory.titans", "25_titans_atlas", requires=("20",)),
     Chapter("30", "pkm", "Product-key memory",
             "minimem.memory.product_keys", "30_product_keys", requires=("01",)),
     Chapter("40", "sparse", "Sparse attention, blockwise attention and kNN memory",
             "minimem.memory.sparse", "40_sparse_attention", requires=("01",)),
+    Chapter("45", "ring", "Attention as a reduction: Aaren, ring attention, blockwise "
+            "transformers, split-KV decoding, landmark attention", "minimem.memory.reduction",
+            "45_attention_as_reduction", requires=("40",)),
     Chapter("50", "mrbp", "Segment recurrence: Memformer, MRBP, RMT, Transformer-XL",
             "minimem.memory.segment", "50_mrbp", requires=("01",)),
+    Chapter("55", "armt", "Associative memory across segments: ARMT, LM2, TransformerFAM, "
+            "Cached Transformer", "minimem.memory.associative", "55_associative_segments",
+            requires=("20", "50")),
 )
 
 

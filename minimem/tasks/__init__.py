@@ -11,6 +11,10 @@ import numpy as np
 from ._common import IGNORE  # noqa: F401
 from .recall import induction_heads, mqar, passkey  # noqa: F401
 from .sequence import copy_task, reverse_task  # noqa: F401
+from .state_tracking import (modular_counting, parity, permutation_word,  # noqa: F401
+                             permutations)
+from .segments import (associative_retrieval, facts_in_noise, facts_vocab,  # noqa: F401
+                       retrieval_vocab)
 
 TASKS = {"mqar": mqar, "copy": copy_task, "reverse": reverse_task, "passkey": passkey,
          "induction_heads": induction_heads}
