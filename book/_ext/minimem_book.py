@@ -102,8 +102,9 @@ class _RstDirective(Directive):
 
 def _myst_inline_to_rst(text: str) -> str:
     """The inline markup of a notebook's Markdown (``$x$``, single backticks) in reST."""
-    text = re.sub(r"\$([^$]+)\$", r":math:`\1`", text)
-    return re.sub(r"(?<![`:])`([^`]+)`(?!`)", r"``\1``", text)
+    # one pass over both, so that the backticks a math role writes are never read again
+    return re.sub(r"\$([^$]+)\$|`([^`]+)`",
+                  lambda m: f":math:`{m[1]}`" if m[1] is not None else f"``{m[2]}``", text)
 
 
 class ChapterMap(_RstDirective):

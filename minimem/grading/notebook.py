@@ -121,20 +121,31 @@ def start(chapter: str, root=None) -> None:
     lines = [(f"This page runs the code of exercise{'s' if len(regions) > 1 else ''} "
               f"{', '.join(r.id for r in regions)}.")]
     if not todo:
-        print(lines[0] + (" They are" if len(regions) > 1 else " It is")
-              + (" answered in this copy; check them with the last cell's command."
-                 if any(r.state == "answered" for r in regions) else " solved in this copy."))
+        print(_wrap(lines[0] + (" They are" if len(regions) > 1 else " It is")
+                    + (" answered in this copy; check them with the last cell's command."
+                       if any(r.state == "answered" for r in regions)
+                       else " solved in this copy.")))
         return
     lines.append(f"Not done yet ({len(todo)}), so the page stops here:")
     width = max(len(r.id) for r in todo)
     for r in sorted(todo, key=lambda r: sort_key(r.id)):
         needs = f" [needs {', '.join(r.needs)}]" if r.needs else ""
-        lines.append(f"  {r.id:<{width}}  {r.location}  {r.task}{needs}")
+        lines.append(_wrap(f"  {r.id:<{width}}  {r.location}  {r.task}{needs}",
+                           indent=" " * (width + 4)))
     lines += ["What to do: fill in those stubs (an exercise's needs first), check them from the",
               "repository's folder with",
               f"  {_command(todo)}",
               "then run this notebook again. Until then, read the page as it is."]
+    lines[0] = _wrap(lines[0])
     raise ExercisesNotDone("\n".join(lines))
+
+
+def _wrap(text: str, indent: str = "") -> str:
+    """``text`` in lines of at most 88 columns (a page's output never scrolls sideways)."""
+    import textwrap
+
+    return textwrap.fill(text, width=88, subsequent_indent=indent, break_long_words=False,
+                         break_on_hyphens=False)
 
 
 def finish(chapter: str, root=None) -> None:
