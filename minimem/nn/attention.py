@@ -30,7 +30,7 @@ from .. import autograd as ag
 from ..autograd import ops
 from ..autograd.function import Function
 from ..backend import get_rng, get_xp
-from ..checks import check_heads
+from ..checks import check_heads, check_index_array
 from ..kernels.dense_attention import (check_attention_args, dense_attention_backward,
                                        dense_attention_forward)
 from .layers import MLP, Dropout, Embedding, LayerNorm, Linear
@@ -296,11 +296,13 @@ class TransformerLM(Module):
     def forward(self, tokens):
         ids = tokens.data if isinstance(tokens, ag.Tensor) else tokens
         ids = ids if hasattr(ids, "ndim") else np.asarray(ids)
+        fn = type(self).__name__  # subclasses (TitansLM, ...) are the name the user called
         if ids.ndim != 2:
-            raise ValueError(f"TransformerLM: tokens must be (B, T) integers, got shape {ids.shape}")
+            raise ValueError(f"{fn}: tokens must be (B, T) integers, got shape {ids.shape}")
+        check_index_array(fn, "tokens", ids, self.vocab)
         T = ids.shape[1]
         if T > self.max_len:
-            raise ValueError(f"TransformerLM: sequence length {T} exceeds max_len={self.max_len}")
+            raise ValueError(f"{fn}: sequence length {T} exceeds max_len={self.max_len}")
         x = self.tok(ids) + self.pos(get_xp(self.pos.weight.data).arange(T))
         for block in self.blocks:
             x = block(x)

@@ -41,7 +41,10 @@ def rotate_pairs_matrix(dim, dtype=np.float64, xp=np):
 
 def _positions(fn, positions, T):
     p = np.asarray(positions.data if isinstance(positions, Tensor) else positions)
-    if p.dtype.kind not in "iu" or p.shape != (T,):
+    if p.dtype.kind not in "iu":
+        raise TypeError(f"{fn}: positions must be an integer array of shape (T,) = ({T},), "
+                        f"got {p.dtype} {p.shape}")
+    if p.shape != (T,):
         raise ValueError(f"{fn}: positions must be an integer array of shape (T,) = ({T},), "
                          f"got {p.dtype} {p.shape}")
     return p

@@ -622,3 +622,418 @@ for _f in ("block_sparse_attention_forward", "block_sparse_attention_forward_ref
           layout=(Mutation("a wrong grid", lambda l: np.ones((2, 3), bool), ValueError),
                   Mutation("an int layout", lambda l: l.astype(int), TypeError)),
           block_size=INT(1), causal=BOOL, scale=FINITE_REAL)
+
+# ---- chapters: delta, titans, reduction, associative; nn.rope; the state-tracking and
+# segment tasks
+from minimem.memory import associative as AS, delta as DL, reduction as RD, titans as TI  # noqa
+
+_B, _H, _T, _D = 1, 2, 5, 3
+_qkv = lambda: dict(q=T(_B, _H, _T, _D), k=T(_B, _H, _T, _D), v=T(_B, _H, _T, 2))
+_beta = lambda: _t(np.full((_B, _H, _T), 0.5), True)
+_g = lambda: _t(-np.abs(A(_B, _H, _T)) * 0.1, True)
+# the delta chapter's functions take Tensors or arrays (a NumPy q is a valid input there)
+ARRAY_OR_TENSOR = TENSOR_NDIM[1:] + (
+    Mutation("a list", lambda t: t.tolist(), TypeError),
+    Mutation("float16 dtype", lambda t: _retensor(t, np.float16), TypeError))
+QKV = dict(q=ARRAY_OR_TENSOR,
+           k=(Mutation("a shape that disagrees with q", lambda t: T(_B, _H, _T + 1, _D),
+                       ValueError),
+              Mutation("a wrong feature size", lambda t: T(_B, _H, _T, _D + 1), ValueError),
+              Mutation("int64 dtype", lambda t: _retensor(t, np.int64), TypeError)),
+           v=(Mutation("a wrong length", lambda t: T(_B, _H, _T + 1, 2), ValueError),
+              Mutation("bool dtype", lambda t: _retensor(t, np.bool_), TypeError),
+              Mutation("a list", lambda t: t.tolist(), TypeError)))
+BETA = (Mutation("a wrong shape", lambda t: _t(np.full((_B, _H, _T + 1), 0.5)), ValueError),
+        Mutation("a NaN entry", lambda t: _t(np.full((_B, _H, _T), np.nan)), ValueError),
+        Mutation("int64 dtype", lambda t: _retensor(t, np.int64), TypeError))
+G = (Mutation("a wrong shape", lambda t: _t(np.zeros((_B, _H, _T - 1))), ValueError),
+     Mutation("a positive log-decay", lambda t: _t(np.ones((_B, _H, _T))), ValueError),
+     Mutation("a NaN entry", lambda t: _t(np.full((_B, _H, _T), np.nan)), ValueError),
+     Mutation("complex dtype", lambda t: _retensor(t, np.complex128), TypeError))
+S0 = (Mutation("a wrong shape", lambda s: T(_B, _H, _D, 3), ValueError),
+      Mutation("int64 dtype", lambda s: mm.Tensor(np.zeros((_B, _H, _D, 2), np.int64)),
+               TypeError))
+MODE = (Mutation("a misspelt mode", lambda m: "chunked", ValueError),)
+# chunk_size / checkpoint: a count of tokens, every bad value a ValueError (the delta
+# chapter's contract, tests/memory/delta/test_delta_rule.py)
+CHUNK = tuple(Mutation(m.label, m.apply, ValueError) for m in INT(1))
+SCALE = (Mutation("NaN", lambda v: float("nan"), ValueError),
+         Mutation("a str", lambda v: "1", TypeError),
+         Mutation("complex", lambda v: 1j, TypeError))
+
+for _f, _extra in (("linear_attention", {}), ("linear_attention_reference", {}),
+                   ("gated_linear_attention", {"g": G}), ("gated_linear_attention_reference",
+                                                          {"g": G}),
+                   ("delta_rule", {"beta": BETA}), ("delta_rule_reference", {"beta": BETA}),
+                   ("gated_delta_rule", {"beta": BETA, "g": G})):
+    _fast = not _f.endswith("reference")
+
+    def _valid(f=_f, fast=_fast):
+        kw = _qkv()
+        if "delta" in f:
+            kw["beta"] = _beta()
+        if "gated" in f:
+            kw["g"] = _g()
+        kw.update(scale=None, initial_state=T(_B, _H, _D, 2))
+        if fast:
+            kw.update(mode="chunk", chunk_size=2)
+        return kw
+    _bad = dict(QKV, scale=SCALE, initial_state=S0, **_extra)
+    if _fast:
+        _bad.update(mode=MODE, chunk_size=CHUNK)
+    entry("delta", _f, getattr(DL, _f), _valid, **_bad)
+for _f in ("linear_attention", "linear_attention_reference"):
+    entry("delta", _f, getattr(DL, _f),
+          lambda: dict(**_qkv(), feature_map="elu1", normalize=True, eps=1e-6),
+          feature_map=(Mutation("a misspelt kind", lambda f: "elu2", ValueError),
+                       Mutation("an int", lambda f: 3, TypeError)),
+          normalize=BOOL, eps=NONNEG_REAL)
+entry("delta", "linear_attention", DL.linear_attention,
+      lambda: dict(**_qkv(), mode="recurrent", checkpoint=2),
+      checkpoint=CHUNK)
+entry("delta", "linear_attention", DL.linear_attention,
+      lambda: dict(**_qkv(), mode="recurrent", chunk_size=None),
+      chunk_size=(Mutation("a chunk_size with mode='recurrent'", lambda c: 2, ValueError),))
+_n_h = 2
+_dp = lambda: dict(q=T(_B, _H, _T, _D), k=T(_B, _H, _T, _n_h, _D), v=T(_B, _H, _T, _n_h, 2),
+                   beta=_t(np.full((_B, _H, _T, _n_h), 0.5), True))
+for _f in ("delta_product", "delta_product_reference"):
+    entry("delta", _f, getattr(DL, _f), _dp,
+          q=ARRAY_OR_TENSOR, k=(Mutation("a wrong n_h axis missing", lambda t: T(_B, _H, _T, _D),
+                                     ValueError),
+                            Mutation("int64 dtype", lambda t: _retensor(t, np.int64),
+                                     TypeError)),
+          v=(Mutation("a wrong n_h", lambda t: T(_B, _H, _T, 3, 2), ValueError),
+             Mutation("float16 dtype", lambda t: _retensor(t, np.float16), TypeError)),
+          beta=(Mutation("a wrong shape", lambda t: _t(np.full((_B, _H, _T), 0.5)),
+                         ValueError),
+                Mutation("a NaN entry", lambda t: _t(np.full((_B, _H, _T, _n_h), np.nan)),
+                         ValueError)))
+entry("delta", "delta_product", DL.delta_product,
+      lambda: dict(**_dp(), g=_g(), mode="chunk", chunk_size=2),
+      g=G, mode=MODE, chunk_size=CHUNK)
+entry("delta", "feature_map", DL.feature_map, lambda: dict(x=T(1, 2, 3, 4), kind="dpfp"),
+      x=ARRAY_OR_TENSOR[0:2] + ARRAY_OR_TENSOR[4:],  # any number of axes is valid
+      kind=CHOICE + (Mutation("an int", lambda k: 3, TypeError),))
+entry("delta", "feature_map", lambda x, nu: DL.feature_map(x, "dpfp", nu=nu),
+      lambda: dict(x=T(1, 2, 3, 4), nu=2), nu=INT(1))
+entry("delta", "feature_dim", DL.feature_dim, lambda: dict(kind="dpfp", d=4),
+      kind=CHOICE, d=INT(1))
+entry("delta", "transition_matrix", DL.transition_matrix, lambda: dict(k=A(3), beta=0.5),
+      k=(Mutation("a matrix", lambda a: A(3, 3), ValueError),
+         Mutation("int64 dtype", lambda a: a.astype(np.int64), TypeError)),
+      beta=(Mutation("NaN", lambda b: float("nan"), ValueError),
+            Mutation("a str", lambda b: "1", TypeError)))
+entry("delta", "householder_product", DL.householder_product,
+      lambda: dict(k=A(2, 3), beta=np.array([0.5, 1.0])),
+      k=(Mutation("one axis", lambda a: A(3), ValueError),
+         Mutation("int64 dtype", lambda a: a.astype(np.int64), TypeError)),
+      beta=(Mutation("a wrong length", lambda b: b[:1], ValueError),
+            Mutation("a NaN entry", lambda b: np.array([np.nan, 1.0]), ValueError)))
+entry("delta", "ut_transform", DL.ut_transform,
+      lambda: dict(k=A(4, 3), v=A(4, 2), beta=np.full(4, 0.5)),
+      k=ARRAY, v=(Mutation("a wrong length", lambda a: A(3, 2), ValueError),),
+      beta=(Mutation("a wrong length", lambda a: np.full(3, 0.5), ValueError),
+            Mutation("a NaN entry", lambda a: np.full(4, np.nan), ValueError)))
+entry("delta", "unit_lower_inverse", DL.unit_lower_inverse, lambda: dict(A=T(4, 4)),
+      A=TENSOR + (Mutation("not square", lambda t: T(4, 3), ValueError),
+                  Mutation("one axis", lambda t: T(4), ValueError)))
+entry("delta", "chunk_recurrence", DL.chunk_recurrence,
+      lambda: dict(**_qkv(), beta=_beta(), g=None, S0=None, scale=0.5, chunk_size=2),
+      chunk_size=INT(1), scale=SCALE, beta=BETA)
+entry("delta", "retention_decays", DL.retention_decays, lambda: dict(n_heads=4), n_heads=INT(1))
+for _cls in ("DeltaNet", "GatedDeltaNet", "LinearAttention", "DeltaProductNet",
+             "GatedLinearAttention", "Retention"):
+    entry("delta", _cls, getattr(DL, _cls),
+          lambda: dict(d_model=8, n_heads=2, conv_size=4, mode="chunk", chunk_size=2),
+          d_model=INT(1), n_heads=INT(1) + (Mutation("not dividing d_model", lambda h: 3,
+                                                     ValueError),),
+          conv_size=INT(0), mode=MODE, chunk_size=CHUNK)
+    entry("delta", f"{_cls}.forward", (lambda c: lambda x: getattr(DL, c)(8, 2, seed=0)(x))(_cls),
+          lambda: dict(x=T(1, 5, 8)),
+          x=TENSOR_NDIM + (Mutation("a wrong d_model", lambda t: T(1, 5, 6), ValueError),))
+entry("delta", "DeltaProductNet", DL.DeltaProductNet,
+      lambda: dict(d_model=8, n_heads=2, n_householder=2), n_householder=INT(1))
+entry("delta", "ShortConvolution", DL.ShortConvolution, lambda: dict(d=4, kernel_size=3),
+      d=INT(1), kernel_size=INT(1))
+entry("delta", "ShortConvolution.forward", lambda x: DL.ShortConvolution(4, 3, seed=0)(x),
+      lambda: dict(x=T(1, 5, 4)),
+      x=TENSOR_NDIM + (Mutation("a wrong channel count", lambda t: T(1, 5, 3), ValueError),))
+
+# titans
+_gates = lambda: dict(theta=_t(np.full((_B, _H, _T), 0.1), True),
+                      eta=_t(np.full((_B, _H, _T), 0.5), True),
+                      alpha=_t(np.full((_B, _H, _T), 0.1), True))
+GATE = (Mutation("a wrong shape", lambda t: _t(np.full((_B, _H, _T + 1), 0.1)), ValueError),
+        Mutation("a NaN entry", lambda t: _t(np.full((_B, _H, _T), np.nan)), ValueError),
+        Mutation("int64 dtype", lambda t: _retensor(t, np.int64), TypeError))
+_lin = lambda: (T(_B, _H, _D, _D),)
+PARAMS0 = (Mutation("a wrong shape", lambda p: (T(_B, _H, _D, _D + 1),), ValueError),
+           Mutation("too many matrices", lambda p: (p[0], p[0]), ValueError),
+           Mutation("a NumPy array", lambda p: (p[0].numpy(),), TypeError),
+           Mutation("a bare Tensor", lambda p: p[0], TypeError))
+_tqkv = lambda: dict(q=T(_B, _H, _T, _D), k=T(_B, _H, _T, _D), v=T(_B, _H, _T, _D))
+TQKV = dict(q=TENSOR_NDIM, k=(Mutation("a shape that disagrees with q",
+                                       lambda t: T(_B, _H, _T + 1, _D), ValueError),
+                              Mutation("float16 dtype", lambda t: _retensor(t, np.float16),
+                                       TypeError)),
+            v=(Mutation("a wrong length", lambda t: T(_B, _H, _T + 1, _D), ValueError),
+               Mutation("int64 dtype", lambda t: _retensor(t, np.int64), TypeError)))
+for _f in ("neural_memory", "neural_memory_reference", "omega_memory",
+           "omega_memory_reference"):
+    entry("titans", _f, getattr(TI, _f),
+          lambda: dict(**_tqkv(), **_gates(), params0=_lin(), memory="linear", chunk_size=2),
+          theta=GATE, eta=GATE, alpha=GATE, params0=PARAMS0, memory=CHOICE,
+          chunk_size=INT(1), **TQKV)
+for _f in ("omega_memory", "omega_memory_reference"):
+    entry("titans", _f, getattr(TI, _f),
+          lambda: dict(**_tqkv(), **_gates(), params0=_lin(), window=2, gamma=None,
+                       optimizer="muon"),
+          window=INT(1), optimizer=CHOICE,
+          gamma=(Mutation("a wrong shape", lambda g: _t(np.ones((_B, _H, _T + 1, 2))),
+                          ValueError),
+                 Mutation("a float", lambda g: 0.5, TypeError)))
+entry("titans", "newton_schulz", TI.newton_schulz, lambda: dict(G=T(3, 4), steps=5, eps=1e-7),
+      G=TENSOR + (Mutation("one axis", lambda t: T(4), ValueError),), steps=INT(0),
+      eps=POS_REAL)
+entry("titans", "memory_gradient", TI.memory_gradient,
+      lambda: dict(memory="linear", params=_lin(), k_t=T(_B, _H, _D), v_t=T(_B, _H, _D)),
+      memory=CHOICE, params=PARAMS0[:1],
+      k_t=(Mutation("a wrong feature size", lambda t: T(_B, _H, _D + 1), ValueError),),
+      v_t=(Mutation("a wrong feature size", lambda t: T(_B, _H, _D + 1), ValueError),))
+entry("titans", "read_memory", TI.read_memory,
+      lambda: dict(memory="linear", params=_lin(), x=T(_B, _H, _D)),
+      memory=CHOICE, x=(Mutation("a wrong feature size", lambda t: T(_B, _H, _D + 1),
+                                 ValueError),
+                        Mutation("int64 dtype", lambda t: _retensor(t, np.int64), TypeError)))
+entry("titans", "titans_as_gated_delta", TI.titans_as_gated_delta,
+      lambda: dict(**_tqkv(), theta=_gates()["theta"], alpha=_gates()["alpha"]),
+      theta=GATE, alpha=GATE, **TQKV)
+entry("titans", "window_mask", TI.window_mask, lambda: dict(T=6, window=2, n_prefix=1),
+      T=INT(0), window=INT(1), n_prefix=INT(0))
+entry("titans", "mac_mask", TI.mac_mask, lambda: dict(c=4, n_persistent=1), c=INT(1),
+      n_persistent=INT(0))
+entry("titans", "NeuralMemory", TI.NeuralMemory,
+      lambda: dict(d_model=4, n_heads=1, memory="mlp", hidden=2, theta_max=1.0, chunk_size=2),
+      d_model=INT(1), n_heads=INT(1), memory=CHOICE, hidden=INT(1), theta_max=NONNEG_REAL,
+      chunk_size=INT(1))
+entry("titans", "SlidingWindowAttention", TI.SlidingWindowAttention,
+      lambda: dict(d_model=4, n_heads=2, window=2, n_persistent=1),
+      d_model=INT(1), n_heads=INT(1) + (Mutation("not dividing d_model", lambda h: 3,
+                                                 ValueError),),
+      window=INT(1), n_persistent=INT(0))
+for _cls, _w in (("TitansMAC", "segment"), ("TitansMAG", "window"), ("TitansMAL", "window")):
+    entry("titans", _cls, getattr(TI, _cls),
+          (lambda w: lambda: {"d_model": 4, "n_heads": 2, w: 2, "n_persistent": 1,
+                              "memory": "linear", "chunk_size": 1, "theta_max": 1.0})(_w),
+          d_model=INT(1), n_heads=INT(1), n_persistent=INT(0), memory=CHOICE,
+          chunk_size=INT(1), theta_max=NONNEG_REAL, **{_w: INT(1)})
+for _cls, _w in (("NeuralMemory", {}), ("SlidingWindowAttention", {"window": 2}),
+                 ("TitansMAC", {"segment": 2}), ("TitansMAG", {"window": 2}),
+                 ("TitansMAL", {"window": 2})):
+    entry("titans", f"{_cls}.forward",
+          (lambda c, w: lambda x: getattr(TI, c)(4, 2, seed=0, **w)(x))(_cls, _w),
+          lambda: dict(x=T(1, 5, 4)),
+          x=TENSOR_NDIM + (Mutation("a wrong d_model", lambda t: T(1, 5, 6), ValueError),))
+entry("titans", "TitansLM", TI.TitansLM,
+      lambda: dict(vocab=10, d_model=4, n_layers=1, n_heads=2, max_len=8, variant="mac",
+                   window=2, n_persistent=1),
+      vocab=INT(1), n_layers=INT(1), max_len=INT(1), variant=CHOICE, window=INT(1))
+entry("titans", "TitansLM.forward",
+      lambda tokens: TI.TitansLM(10, 4, 1, 2, 8, window=2, n_persistent=1, seed=0)(tokens),
+      lambda: dict(tokens=np.array([[1, 2, 3, 9]])),
+      tokens=INDEX(10) + (Mutation("longer than max_len", lambda a: np.zeros((1, 9), int),
+                                   ValueError),
+                          Mutation("one axis", lambda a: a[0], ValueError)))
+
+# reduction
+_pq = lambda: dict(q=T(1, 2, 3), k=T(1, 2, 5, 3), v=T(1, 2, 5, 2))
+DECODE = dict(q=(Mutation("a NumPy array", lambda t: t.numpy(), TypeError),
+                 Mutation("int64 dtype", lambda t: _retensor(t, np.int64), TypeError),
+                 Mutation("float16 dtype", lambda t: _retensor(t, np.float16), TypeError),
+                 Mutation("a wrong feature size", lambda t: T(1, 2, 4), ValueError)))
+entry("reduction", "prefix_attention", RD.prefix_attention,
+      lambda: dict(**_pq(), scale=None, mode="scan"),
+      k=(Mutation("a wrong head count", lambda t: T(1, 3, 5, 3), ValueError),
+         Mutation("complex dtype", lambda t: _retensor(t, np.complex128), TypeError)),
+      v=(Mutation("a wrong length", lambda t: T(1, 2, 4, 2), ValueError),),
+      scale=SCALE + (Mutation("zero", lambda s: 0.0, ValueError),), mode=MODE, **DECODE)
+entry("reduction", "split_kv_decode", RD.split_kv_decode,
+      lambda: dict(q=T(1, 2, 3), k_cache=T(1, 2, 7, 3), v_cache=T(1, 2, 7, 2), n_splits=3,
+                   scale=None),
+      n_splits=INT(1) + (Mutation("n_splits > T", lambda n: 8, ValueError),),
+      k_cache=(Mutation("a wrong head count", lambda t: T(1, 3, 7, 3), ValueError),
+               Mutation("int64 dtype", lambda t: _retensor(t, np.int64), TypeError),
+               Mutation("an empty cache (T = 0)", lambda t: T(1, 2, 0, 3), ValueError)),
+      v_cache=(Mutation("a wrong length", lambda t: T(1, 2, 6, 2), ValueError),),
+      scale=SCALE, **DECODE)
+_rq = lambda: dict(q=T(1, 2, 6, 3), k=T(1, 2, 6, 3), v=T(1, 2, 6, 2))
+RQKV = dict(q=TENSOR_NDIM, k=(Mutation("a wrong length", lambda t: T(1, 2, 5, 3), ValueError),),
+            v=(Mutation("float16 dtype", lambda t: _retensor(t, np.float16), TypeError),))
+entry("reduction", "ring_attention_simulated", RD.ring_attention_simulated,
+      lambda: dict(**_rq(), n_devices=3, causal=True, scale=None),
+      n_devices=INT(1) + (Mutation("not dividing T", lambda n: 4, ValueError),),
+      causal=BOOL, scale=SCALE, **RQKV)
+entry("reduction", "ring_attention", RD.ring_attention,
+      lambda: dict(**_rq(), causal=True, scale=None), causal=BOOL, scale=SCALE, **RQKV)
+entry("reduction", "ring_schedule", RD.ring_schedule, lambda: dict(n_devices=3, causal=True),
+      n_devices=INT(1), causal=BOOL)
+entry("reduction", "causal_block_counts", RD.causal_block_counts, lambda: dict(n_devices=3),
+      n_devices=INT(1))
+entry("reduction", "landmark_attention", RD.landmark_attention,
+      lambda: dict(q=T(1, 2, 9, 3), k=T(1, 2, 9, 3), v=T(1, 2, 9, 2), block=2, top_k=1,
+                   scale=None),
+      q=TENSOR_NDIM, k=(Mutation("a wrong length", lambda t: T(1, 2, 8, 3), ValueError),),
+      block=INT(1), top_k=INT(1), scale=SCALE)
+entry("reduction", "landmark_decode", RD.landmark_decode,
+      lambda: dict(q=T(1, 2, 3), k_cache=T(1, 2, 11, 3), v_cache=T(1, 2, 11, 2), block=2,
+                   top_k=2),
+      k_cache=(Mutation("a wrong head count", lambda t: T(1, 3, 11, 3), ValueError),),
+      v_cache=(Mutation("a wrong length", lambda t: T(1, 2, 10, 2), ValueError),),
+      block=INT(1), top_k=INT(1), **DECODE)
+entry("reduction", "blockwise_block", RD.blockwise_block,
+      lambda: dict(block=nn.TransformerBlock(4, 2, d_ff=6, seed=0), x=T(1, 4, 4),
+                   query_block=2, key_block=2),
+      block=(Mutation("not a TransformerBlock", lambda b: object(), TypeError),),
+      x=TENSOR_NDIM + (Mutation("a wrong d_model", lambda t: T(1, 4, 6), ValueError),),
+      query_block=INT(1), key_block=INT(1))
+entry("reduction", "Aaren", RD.Aaren, lambda: dict(d_model=4, n_heads=2, mode="scan"),
+      d_model=INT(1), n_heads=INT(1) + (Mutation("not dividing d_model", lambda h: 3,
+                                                 ValueError),), mode=MODE)
+entry("reduction", "LandmarkAttention", RD.LandmarkAttention,
+      lambda: dict(d_model=4, n_heads=2, block=2, top_k=1), d_model=INT(1), n_heads=INT(1),
+      block=INT(1), top_k=INT(1))
+for _cls, _kw in (("Aaren", {}), ("LandmarkAttention", {"block": 2})):
+    entry("reduction", f"{_cls}.forward",
+          (lambda c, kw: lambda x: getattr(RD, c)(4, 2, seed=0, **kw)(x))(_cls, _kw),
+          lambda: dict(x=T(1, 5, 4)),
+          x=TENSOR_NDIM + (Mutation("a wrong d_model", lambda t: T(1, 5, 6), ValueError),))
+entry("reduction", "LandmarkLM", RD.LandmarkLM,
+      lambda: dict(vocab=10, d_model=4, n_layers=1, n_heads=2, block=2, top_k=1),
+      vocab=INT(1), n_layers=INT(1), block=INT(1), top_k=INT(1))
+entry("reduction", "LandmarkLM.forward",
+      lambda tokens: RD.LandmarkLM(10, 4, 1, 2, 2, seed=0)(tokens),
+      lambda: dict(tokens=np.array([[1, 2, 3, 9]])),
+      tokens=INDEX(10) + (Mutation("one axis", lambda a: a[0], ValueError),))
+
+# associative
+_Bs, _N, _P, _V = 2, 3, 6, 4
+_wr = lambda: dict(A=T(_Bs, _P, _V), z=_t(np.full((_Bs, _P), 0.2), True),
+                   k=_t(np.full((_Bs, _N, _P), 0.5), True), v=T(_Bs, _N, _V),
+                   beta=_t(np.full((_Bs, _N), 0.5), True), eps=1e-5)
+for _f in ("associative_write", "associative_write_reference"):
+    entry("associative", _f, getattr(AS, _f), _wr,
+          A=TENSOR_NDIM, z=(Mutation("a wrong length", lambda t: T(_Bs, _P + 1), ValueError),
+                            Mutation("int64 dtype", lambda t: _retensor(t, np.int64),
+                                     TypeError)),
+          k=(Mutation("a wrong feature size", lambda t: T(_Bs, _N, _P + 1), ValueError),
+             Mutation("float16 dtype", lambda t: _retensor(t, np.float16), TypeError)),
+          v=(Mutation("a wrong count", lambda t: T(_Bs, _N + 1, _V), ValueError),),
+          beta=(Mutation("a wrong shape", lambda t: T(_Bs, _N + 1), ValueError),
+                Mutation("a NumPy array", lambda t: t.numpy(), TypeError)),
+          eps=POS_REAL)
+entry("associative", "associative_read", AS.associative_read,
+      lambda: dict(A=T(_Bs, _P, _V), z=_t(np.full((_Bs, _P), 0.2)),
+                   q=_t(np.full((_Bs, 5, _P), 0.5)), eps=1e-5),
+      A=TENSOR_NDIM, z=(Mutation("a wrong length", lambda t: T(_Bs, _P + 1), ValueError),),
+      q=(Mutation("a wrong feature size", lambda t: T(_Bs, 5, _P + 1), ValueError),
+         Mutation("int64 dtype", lambda t: _retensor(t, np.int64), TypeError)),
+      eps=POS_REAL)
+entry("associative", "normalizer_gain", AS.normalizer_gain,
+      lambda: dict(z=_t(np.full((_Bs, _P), 0.2)), k=_t(np.full((_Bs, _N, _P), 0.5)), eps=1e-5),
+      z=TENSOR, k=(Mutation("a wrong feature size", lambda t: T(_Bs, _N, _P + 1), ValueError),),
+      eps=POS_REAL)
+entry("associative", "fam_mask", AS.fam_mask, lambda: dict(n_fam=2, seg_len=3),
+      n_fam=INT(0), seg_len=INT(0))
+entry("associative", "AssociativeMemory", AS.AssociativeMemory,
+      lambda: dict(d_model=4, d_key=2, nu=3, eps=1e-5), d_model=INT(1), d_key=INT(1),
+      nu=INT(1), eps=POS_REAL)
+entry("associative", "GatedRecurrentCache", AS.GatedRecurrentCache,
+      lambda: dict(d_model=4, n_cache=2), d_model=INT(1), n_cache=INT(1))
+entry("associative", "GatedRecurrentCache.forward",
+      lambda cache, x: AS.GatedRecurrentCache(4, 2, seed=0)(cache, x),
+      lambda: dict(cache=T(2, 2, 4), x=T(2, 3, 4)),
+      cache=TENSOR_NDIM + (Mutation("a wrong cache size", lambda t: T(2, 3, 4), ValueError),),
+      x=(Mutation("a wrong batch", lambda t: T(3, 3, 4), ValueError),
+         Mutation("a wrong d_model", lambda t: T(2, 3, 5), ValueError)))
+entry("associative", "LM2MemoryUpdate", AS.LM2MemoryUpdate, lambda: dict(d_model=4, n_heads=2),
+      d_model=INT(1), n_heads=INT(1) + (Mutation("not dividing d_model", lambda h: 3,
+                                                 ValueError),))
+entry("associative", "LM2Layer", AS.LM2Layer, lambda: dict(d_model=4, n_heads=2, d_ff=6),
+      d_model=INT(1), n_heads=INT(1), d_ff=INT(1))
+entry("associative", "CachedLayer", AS.CachedLayer,
+      lambda: dict(d_model=4, n_heads=2, n_cache=2, d_ff=6), d_model=INT(1), n_heads=INT(1),
+      n_cache=INT(1), d_ff=INT(1))
+_seg = lambda: [(np.array([[1, 2, 3]]), np.array([[2, 3, 4]]))] * 2
+for _cls, _kw, _mem in (("ARMT", dict(n_mem=2, d_key=2), "n_mem"),
+                        ("LM2", dict(n_slots=2), "n_slots"),
+                        ("CachedTransformer", dict(n_cache=2), "n_cache"),
+                        ("TransformerFAM", dict(n_fam=2), "n_fam")):
+    entry("associative", _cls, getattr(AS, _cls),
+          (lambda kw: lambda: dict(vocab=5, d_model=4, n_layers=1, n_heads=2, max_len=3,
+                                   d_ff=6, **kw))(_kw),
+          vocab=INT(1), d_model=INT(1), n_layers=INT(1), max_len=INT(1), d_ff=INT(1),
+          n_heads=INT(1) + (Mutation("not dividing d_model", lambda h: 3, ValueError),),
+          **{_mem: INT(1)})
+    entry("associative", f"{_cls}.forward",
+          (lambda c, kw: lambda segments: getattr(AS, c)(5, 4, 1, 2, max_len=3, d_ff=6,
+                                                         seed=0, **kw)(segments))(_cls, _kw),
+          lambda: dict(segments=[np.array([[1, 2, 3]]), np.array([[4, 0, 1]])]),
+          segments=(Mutation("a token past the vocabulary", lambda s: [np.array([[1, 2, 5]])],
+                             ValueError),
+                    Mutation("a negative token", lambda s: [np.array([[1, -1, 3]])],
+                             ValueError),
+                    Mutation("float tokens (B, T)", lambda s: [np.ones((1, 3))], ValueError),
+                    Mutation("a segment longer than max_len", lambda s: [np.ones((1, 4), int)],
+                             ValueError),
+                    Mutation("an empty list", lambda s: [], ValueError),
+                    Mutation("segments of different batch", lambda s: [s[0], np.ones((2, 3),
+                                                                                     int)],
+                             ValueError)))
+
+# nn.rope
+entry("nn", "rope", nn.rope, lambda: dict(x=T(1, 2, 4, 6), positions=np.array([0, 3, 1, 7]),
+                                          base=10000.0),
+      x=TENSOR + (Mutation("an odd D", lambda t: T(1, 2, 4, 5), ValueError),
+                  Mutation("one axis", lambda t: T(6), ValueError),
+                  Mutation("float16 dtype", lambda t: _retensor(t, np.float16), TypeError)),
+      positions=(Mutation("a wrong length", lambda p: p[:3], ValueError),
+                 Mutation("float dtype", lambda p: p.astype(float), TypeError)),
+      base=(Mutation("NaN", lambda b: float("nan"), ValueError),
+            Mutation("one", lambda b: 1.0, ValueError), Mutation("a str", lambda b: "1",
+                                                                 TypeError)))
+entry("nn", "MultiHeadAttention", nn.MultiHeadAttention,
+      lambda: dict(d_model=8, n_heads=2, rope=True), rope=BOOL)
+
+# tasks: state tracking and segments
+TARGETS = (Mutation("a misspelt option", lambda v: "every", ValueError),)
+entry("tasks", "modular_counting", tasks.modular_counting,
+      lambda: dict(n_examples=2, seq_len=5, modulus=3, seed=0, targets="all"),
+      n_examples=INT(1), seq_len=INT(1), modulus=INT(2), targets=TARGETS,
+      seed=(Mutation("a float seed", lambda s: 0.5, TypeError),))
+entry("tasks", "parity", tasks.parity, lambda: dict(n_examples=2, seq_len=5, targets="last"),
+      n_examples=INT(1), seq_len=INT(1), targets=TARGETS)
+entry("tasks", "permutation_word", tasks.permutation_word,
+      lambda: dict(n_examples=2, seq_len=5, n=3, targets="all"),
+      n_examples=INT(1), seq_len=INT(1), n=INT(2), targets=TARGETS)
+entry("tasks", "permutations", tasks.permutations, lambda: dict(n=3), n=INT(1))
+entry("tasks", "associative_retrieval", tasks.associative_retrieval,
+      lambda: dict(n_pairs=4, batch=2, pairs_per_segment=2, n_gap=1, n_keys=8, n_values=8,
+                   n_queries=2),
+      n_pairs=INT(1), batch=INT(1), pairs_per_segment=INT(1), n_gap=INT(0),
+      n_keys=INT(1) + (Mutation("fewer keys than pairs", lambda k: 3, ValueError),),
+      n_values=INT(2), n_queries=INT(1) + (Mutation("more queries than pairs", lambda q: 5,
+                                                    ValueError),))
+entry("tasks", "retrieval_vocab", tasks.retrieval_vocab, lambda: dict(n_keys=8, n_values=8),
+      n_keys=INT(1), n_values=INT(2))
+entry("tasks", "facts_vocab", tasks.facts_vocab,
+      lambda: dict(n_entities=4, n_places=4, n_noise=8), n_entities=INT(1), n_places=INT(2),
+      n_noise=INT(1))
+entry("tasks", "facts_in_noise", tasks.facts_in_noise,
+      lambda: dict(n_facts=3, n_segments=3, seg_len=8, batch=2, n_entities=4, n_places=4,
+                   n_noise=8, n_questions=2),
+      n_facts=INT(1) + (Mutation("more facts than places for them", lambda f: 100,
+                                 ValueError),),
+      n_segments=INT(2), seg_len=INT(2), batch=INT(1), n_entities=INT(1), n_places=INT(2),
+      n_noise=INT(1), n_questions=INT(1) + (Mutation("more questions than entities",
+                                                     lambda q: 5, ValueError),))

@@ -18,7 +18,7 @@ def test_census_every_bad_input_gets_a_clear_error():
     points = {(e.group, e.name) for e in ENTRIES}
     print(f"\ncontract census: {len(points)} entry points, {sum(outcomes.values())} bad inputs; "
           + ", ".join(f"{c} {outcomes.get(c, 0)}" for c in ("clear", "opaque", "silent")))
-    assert len(points) >= 130 and sum(outcomes.values()) >= 1000
+    assert len(points) >= 230 and sum(outcomes.values()) >= 2300
     assert not unclear, "\n".join(unclear)
 
 

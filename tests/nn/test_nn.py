@@ -366,7 +366,7 @@ def test_transformer_lm_shapes_and_errors():
         lm(np.zeros((1, 7), dtype=np.int64))
     with pytest.raises(ValueError, match=r"tokens must be \(B, T\) integers"):
         lm(np.zeros(4, dtype=np.int64))
-    with pytest.raises(ValueError, match=r"ids must lie in \[0, 13\)"):
+    with pytest.raises(ValueError, match=r"TransformerLM: tokens must lie in \[0, 13\)"):
         lm(np.array([[13]]))
 
 

@@ -35,18 +35,15 @@ matrix form; they agree forward and backward.
 """
 from __future__ import annotations
 
-import numbers
 
 from ...autograd import ops
-from ...checks import check_float_tensor, check_shape
+from ...checks import check_float_tensor, check_real, check_shape
 
 EPS = 1e-5  # the read's and the write's guard when z^T k = 0 (the first segment)
 
 
 def _check_eps(fn, eps):
-    if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
-        raise ValueError(f"{fn}: eps must be a real > 0, got {eps!r}")
-    return float(eps)
+    return check_real(fn, "eps", eps, low=0, low_open=True)
 
 
 def _check_memory(fn, A, z):
@@ -100,7 +97,8 @@ def associative_write_reference(A, z, k, v, beta, eps=EPS):
     eps = _check_write("associative_write_reference", A, z, k, v, beta, eps)
     A_new, z_new = A, z
     for i in range(k.shape[1]):
-        k_i, v_i, b_i = k[:, i], v[:, i], beta[:, i:i + 1]           # (B, d_phi), (B, d_v)
+        # k_i (B, d_phi), v_i (B, d_v), b_i (B, 1)
+        k_i, v_i, b_i = k[:, i], v[:, i], beta[:, i:i + 1]
         seen = (k_i * z).sum(axis=-1, keepdims=True)                # z^T k_i, (B, 1)
         v_bar = (ops.expand_dims(k_i, -1) * A).sum(axis=1) / (seen + eps)
         A_new = A_new + ops.expand_dims(k_i, -1) * ops.expand_dims(b_i * (v_i - v_bar), 1)

@@ -4,9 +4,9 @@ Every layer l carries f feedback-memory vectors :math:`F^l_t \in \mathbb{R}^{f \
 block (segment) t to block t + 1. In layer l of block t the sequence :math:`[F^l_t;\ h^l]`
 goes through one pre-norm transformer block whose attention is masked by
 
-.. math:: \mathcal{A}_{ij} = \begin{cases} 1 & i < f \quad\text{(a FAM query sees itself
-          and the whole block)} \\ [\,j < f\ \lor\ f \le j \le i\,] & i \ge f
-          \quad\text{(a token sees the FAM and the tokens before it)} \end{cases}
+.. math:: \mathcal{A}_{ij} = \begin{cases} 1 & i < f \quad\text{(FAM: itself and the block)}
+          \\ [\,j < f\ \lor\ f \le j \le i\,] & i \ge f
+          \quad\text{(a token: the FAM and the tokens before it)} \end{cases}
 
 and its first f outputs are the layer's feedback memory for the next block,
 
@@ -25,6 +25,7 @@ from ...backend import get_default_dtype, get_rng, get_xp
 from ...checks import check_int
 from ...nn import Embedding, LayerNorm, Linear, ModuleList, Parameter, TransformerBlock
 from ..segment.memformer import SegmentRecurrent, _embed
+from .gated import check_model_sizes
 
 
 def fam_mask(n_fam, seg_len, xp=np):
@@ -48,6 +49,7 @@ class TransformerFAM(SegmentRecurrent):
         for name, v in (("vocab", vocab), ("d_model", d_model), ("n_layers", n_layers),
                         ("n_heads", n_heads), ("n_fam", n_fam), ("max_len", max_len)):
             check_int("TransformerFAM", name, v, low=1)
+        check_model_sizes("TransformerFAM", d_model, n_heads, d_ff)
         rng = get_rng(seed)
         self.vocab, self.d_model, self.n_fam, self.max_len = vocab, d_model, n_fam, max_len
         self.tok = Embedding(vocab, d_model, seed=rng, std=0.02)

@@ -42,7 +42,7 @@ import numpy as np
 from ... import autograd as ag
 from ...autograd import ops
 from ...backend import get_default_dtype, get_rng
-from ...checks import check_int
+from ...checks import check_float_tensor, check_heads, check_int, check_nonempty
 from ...nn import (
     MLP,
     Embedding,
@@ -56,8 +56,16 @@ from ...nn import (
 from ..segment.memformer import SegmentRecurrent, _embed
 
 
+def check_model_sizes(fn, d_model, n_heads, d_ff=None):
+    """The sizes a layer passes on to its attention and FFN, checked under its own name."""
+    check_heads(fn, d_model, n_heads)
+    if d_ff is not None:  # None: 4 d_model
+        check_int(fn, "d_ff", d_ff, low=1)
+
+
 def _check_tensor_shape(owner, name, t, shape):
-    if not isinstance(t, ag.Tensor) or t.shape != shape:
+    check_float_tensor(owner, name, t)
+    if t.shape != shape:
         raise ValueError(f"{owner}: {name} must be a Tensor of shape {shape}, got "
                          f"{getattr(t, 'shape', type(t).__name__)}")
 
@@ -68,6 +76,7 @@ class LM2Layer(Module):
 
     def __init__(self, d_model, n_heads, d_ff=None, seed=None):
         super().__init__()
+        check_model_sizes("LM2Layer", d_model, n_heads, d_ff)
         rng = get_rng(seed)
         self.ln1 = LayerNorm(d_model)
         self.self_attn = MultiHeadAttention(d_model, n_heads, causal=True, seed=rng)
@@ -90,6 +99,7 @@ class LM2MemoryUpdate(Module):
 
     def __init__(self, d_model, n_heads, seed=None):
         super().__init__()
+        check_model_sizes("LM2MemoryUpdate", d_model, n_heads)
         rng = get_rng(seed)
         self.ln = LayerNorm(d_model)
         self.attn = MultiHeadAttention(d_model, n_heads, causal=False, seed=rng)
@@ -116,6 +126,7 @@ class LM2(SegmentRecurrent):
         for name, v in (("vocab", vocab), ("d_model", d_model), ("n_layers", n_layers),
                         ("n_heads", n_heads), ("n_slots", n_slots), ("max_len", max_len)):
             check_int("LM2", name, v, low=1)
+        check_model_sizes("LM2", d_model, n_heads, d_ff)
         rng = get_rng(seed)
         self.vocab, self.d_model, self.n_slots, self.max_len = vocab, d_model, n_slots, max_len
         self.tok = Embedding(vocab, d_model, seed=rng, std=0.02)
@@ -169,9 +180,11 @@ class GatedRecurrentCache(Module):
 
     def forward(self, cache, x):
         """The cache after the segment ``x`` (B, T, d): (B, m, d)."""
-        if not isinstance(x, ag.Tensor) or x.ndim != 3 or x.shape[2] != self.d_model:
-            raise ValueError(f"GatedRecurrentCache: x must be a Tensor (B, T, {self.d_model}), "
-                             f"got {getattr(x, 'shape', type(x).__name__)}")
+        check_float_tensor("GatedRecurrentCache", "x", x)
+        check_nonempty("GatedRecurrentCache", "x", x, axes=(1,) if x.ndim > 1 else ())
+        if x.ndim != 3 or x.shape[2] != self.d_model:
+            raise ValueError(f"GatedRecurrentCache: x must be a Tensor (B, T, "
+                             f"{self.d_model}), got {getattr(x, 'shape', type(x).__name__)}")
         _check_tensor_shape("GatedRecurrentCache", "cache", cache,
                             (x.shape[0], self.n_cache, self.d_model))
         # Exercise 55.3 (2 pt): pool the segment to m rows (self.pool), compute the gate from
@@ -190,6 +203,8 @@ class CachedLayer(Module):
 
     def __init__(self, d_model, n_heads, n_cache, d_ff=None, seed=None):
         super().__init__()
+        check_model_sizes("CachedLayer", d_model, n_heads, d_ff)
+        check_int("CachedLayer", "n_cache", n_cache, low=1)
         rng = get_rng(seed)
         self.ln1 = LayerNorm(d_model)
         self.self_attn = MultiHeadAttention(d_model, n_heads, causal=True, seed=rng)
@@ -222,6 +237,7 @@ class CachedTransformer(SegmentRecurrent):
         for name, v in (("vocab", vocab), ("d_model", d_model), ("n_layers", n_layers),
                         ("n_heads", n_heads), ("n_cache", n_cache), ("max_len", max_len)):
             check_int("CachedTransformer", name, v, low=1)
+        check_model_sizes("CachedTransformer", d_model, n_heads, d_ff)
         rng = get_rng(seed)
         self.vocab, self.d_model, self.n_cache, self.max_len = vocab, d_model, n_cache, max_len
         self.tok = Embedding(vocab, d_model, seed=rng, std=0.02)

@@ -10,7 +10,7 @@ tokens :math:`M_{t+1}`) with an associative matrix :math:`(A^l, z^l)` in every l
           (A^l_{t+1}, z^l_{t+1}) &= \mathrm{write}\big(A^l_t, z^l_t;\
           m_i = h^{l+1}_{\text{last } m \text{ positions}}\big),
 
-with the write of :mod:`.associative` (keys :math:`\phi(W_K m_i)`, values :math:`W_V m_i`,
+with the write of :mod:`minimem.memory.associative.associative` (keys :math:`\phi(W_K m_i)`, values :math:`W_V m_i`,
 :math:`\beta_i = \sigma(W_\beta m_i)`). The memory carried to the next segment is
 ``(M, ((A^1, z^1), ..., (A^L, z^L)))``: m memory tokens of width d plus, per layer, a
 :math:`d_\phi \times d` matrix — a tuple that :func:`~minimem.memory.mrbp` and
@@ -18,16 +18,15 @@ with the write of :mod:`.associative` (keys :math:`\phi(W_K m_i)`, values :math:
 """
 from __future__ import annotations
 
-import numbers
-
 from ... import autograd as ag
 from ...autograd import ops
 from ...backend import get_default_dtype, get_rng
-from ...checks import check_int
+from ...checks import check_int, check_real
 from ...nn import Embedding, LayerNorm, Linear, Module, ModuleList, Parameter, TransformerBlock
 from ..delta.feature_maps import feature_map
 from ..segment.memformer import SegmentRecurrent, _embed
 from .associative import EPS, associative_read, associative_write
+from .gated import check_model_sizes
 
 
 class AssociativeMemory(Module):
@@ -43,9 +42,7 @@ class AssociativeMemory(Module):
         self.d_model = check_int(fn, "d_model", d_model, low=1)
         self.d_key = check_int(fn, "d_key", d_key, low=1)
         self.nu = check_int(fn, "nu", nu, low=1)
-        if isinstance(eps, bool) or not isinstance(eps, numbers.Real) or not eps > 0:
-            raise ValueError(f"{fn}: eps must be a real > 0, got {eps!r}")
-        self.eps = float(eps)
+        self.eps = check_real(fn, "eps", eps, low=0, low_open=True)
         self.d_phi = 2 * self.d_key * self.nu
         rng = get_rng(seed)
         self.W_Q = Linear(d_model, d_key, bias=False, seed=rng)
@@ -89,6 +86,7 @@ class ARMT(SegmentRecurrent):
         for name, v in (("vocab", vocab), ("d_model", d_model), ("n_layers", n_layers),
                         ("n_heads", n_heads), ("n_mem", n_mem), ("max_len", max_len)):
             check_int(fn, name, v, low=1)
+        check_model_sizes(fn, d_model, n_heads, d_ff)
         rng = get_rng(seed)
         self.vocab, self.d_model, self.n_mem, self.max_len = vocab, d_model, n_mem, max_len
         self.tok = Embedding(vocab, d_model, seed=rng, std=0.02)

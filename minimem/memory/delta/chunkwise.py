@@ -37,7 +37,9 @@ from ...autograd import ops
 from ...autograd.function import Function
 from ...autograd.tensor import Tensor
 from ...backend import get_xp
+from ...checks import check_finite, check_float_array, check_float_tensor, check_int
 from ...kernels.unit_lower_inverse import unit_lower_inverse as unit_lower_inverse_kernel
+from .recurrent import prepare_inputs
 
 
 class UnitLowerInverse(Function):
@@ -61,6 +63,10 @@ class UnitLowerInverse(Function):
 def unit_lower_inverse(A):
     """Differentiable :math:`(I + A)^{-1}` for a Tensor ``A``; only its strict lower triangle is
     read (:mod:`minimem.kernels.unit_lower_inverse`: a Numba kernel on CPU, row by row on CuPy)."""
+    fn = "unit_lower_inverse"
+    check_float_tensor(fn, "A", A, float16=False)
+    if A.ndim < 2 or A.shape[-1] != A.shape[-2]:
+        raise ValueError(f"{fn}: A must have shape (..., C, C), got {A.shape}")
     return UnitLowerInverse.apply(A)
 
 
@@ -72,11 +78,14 @@ def ut_transform(k, v, beta, g=None):
     With a zero state on entry, row ``t`` of ``U`` is the delta rule's pseudo-value
     :math:`u_t = \beta_t (v_t - S_{t-1}^\top k_t)` of token ``t``.
     """
+    fn = "ut_transform"
     xp = get_xp(k)
-    k, v, beta = xp.asarray(k), xp.asarray(v), xp.asarray(beta)
+    k, v, beta = (xp.asarray(check_float_array(fn, n, x)) for n, x in
+                  (("k", k), ("v", v), ("beta", beta)))
     if k.ndim != 2 or v.ndim != 2 or beta.shape != (k.shape[0],) or v.shape[0] != k.shape[0]:
         raise ValueError(f"ut_transform: expected k (C, D_k), v (C, D_v), beta (C,); got "
                          f"{k.shape}, {v.shape}, {beta.shape}")
+    check_finite(fn, "beta", beta)
     gamma = xp.zeros(k.shape[0], dtype=k.dtype) if g is None else xp.cumsum(xp.asarray(g))
     C = k.shape[0]
     # Exercise 20.3 (3 pt): the UT transform of one chunk by forward substitution: fill the rows
@@ -184,6 +193,10 @@ def chunk_recurrence(q, k, v, beta, g, S0, scale, chunk_size, delta=True):
     ``delta=False``: linear attention (``beta`` ignored); ``g=None``: no decay; ``S0=None``:
     zero state. Returns ``(o (B,H,T,D_v), S_T (B,H,D_k,D_v))``, both differentiable.
     """
+    fn = "chunk_recurrence"
+    q, k, v, beta, g, S0, scale = prepare_inputs(fn, q, k, v, beta if delta else None, g,
+                                                 scale, S0)
+    chunk_size = check_int(fn, "chunk_size", chunk_size, low=1)
     xp = get_xp(q.data)
     B, H, T, Dk = q.shape
     Dv = v.shape[-1]

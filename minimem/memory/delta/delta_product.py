@@ -34,10 +34,11 @@ from ...autograd import ops
 from ...autograd.tensor import Tensor
 from ...backend import get_xp
 from .delta_rule import delta_rule, gated_delta_rule
-from .recurrent import _as_tensor, check_beta, prepare_inputs
+from ...checks import check_array, check_dtype, check_finite, check_float_array
+from .recurrent import _as_tensor, check_beta, mode_settings, prepare_inputs
 
 
-def _check(fn, q, k, v, beta, g, initial_state):
+def _check(fn, q, k, v, beta, g, initial_state, scale=None):
     """Check the DeltaProduct shapes; return Tensors and ``n_h``."""
     q, k, v, beta = (_as_tensor(fn, n, x) for n, x in (("q", q), ("k", k), ("v", v),
                                                         ("beta", beta)))
@@ -56,10 +57,9 @@ def _check(fn, q, k, v, beta, g, initial_state):
                          f"{beta.shape}")
     check_beta(fn, beta)
     for name, x in (("q", q), ("k", k), ("v", v)):
-        if x.dtype.kind != "f":
-            raise TypeError(f"{fn}: {name} must be floating point, got dtype {x.dtype}")
+        check_dtype(fn, name, x)
     # the per-token arguments (g, initial_state, scale) are checked on the token shapes
-    prepare_inputs(fn, q, q, v[:, :, :, 0], g=g, initial_state=initial_state)
+    prepare_inputs(fn, q, q, v[:, :, :, 0], g=g, scale=scale, initial_state=initial_state)
     return q, k, v, beta, n_h
 
 
@@ -93,7 +93,8 @@ def delta_product(q, k, v, beta, g=None, scale=None, initial_state=None,
     in the interleaved steps (``n_h`` per token).
     """
     fn = "delta_product"
-    q, k, v, beta, n_h = _check(fn, q, k, v, beta, g, initial_state)
+    q, k, v, beta, n_h = _check(fn, q, k, v, beta, g, initial_state, scale)
+    mode_settings(fn, mode, chunk_size, checkpoint)  # errors name delta_product
     if scale is None:
         scale = q.shape[-1] ** -0.5
     args = (_on_step(q, n_h, last=True), _interleave(k, n_h), _interleave(v, n_h),
@@ -113,7 +114,7 @@ def delta_product_reference(q, k, v, beta, g=None, scale=None, initial_state=Non
     """DeltaProduct token by token, :math:`n_h` Householder steps each, with engine ops:
     returns ``(o, S_T)``."""
     fn = "delta_product_reference"
-    q, k, v, beta, n_h = _check(fn, q, k, v, beta, g, initial_state)
+    q, k, v, beta, n_h = _check(fn, q, k, v, beta, g, initial_state, scale)
     *_, g, S, scale = prepare_inputs(fn, q, q, v[:, :, :, 0], g=g, scale=scale,
                                      initial_state=initial_state)
     B, H, T, Dk = q.shape
@@ -143,11 +144,15 @@ def delta_product_reference(q, k, v, beta, g=None, scale=None, initial_state=Non
 def householder_product(k, beta):
     r"""The transition :math:`A = \prod_{j=n_h}^{1} (I - \beta_j k_j k_j^\top)` of one token
     (arrays ``k (n_h, D)``, ``beta (n_h,)``): :math:`S_t = A S_{t-1} + \dots`."""
+    fn = "householder_product"
     xp = get_xp(k)
-    k, beta = xp.asarray(k), xp.asarray(beta)
+    k, beta = xp.asarray(check_array(fn, "k", k)), xp.asarray(check_array(fn, "beta", beta))
+    check_float_array(fn, "k", k)
+    check_float_array(fn, "beta", beta)
     if k.ndim != 2 or beta.shape != (k.shape[0],):
         raise ValueError(f"householder_product: expected k (n_h, D) and beta (n_h,), got "
                          f"{k.shape} and {beta.shape}")
+    check_finite(fn, "beta", beta)
     A = xp.eye(k.shape[1], dtype=k.dtype)
     for k_j, b_j in zip(k, beta):
         A = (xp.eye(k.shape[1], dtype=k.dtype) - b_j * xp.outer(k_j, k_j)) @ A

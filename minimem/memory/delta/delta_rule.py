@@ -36,6 +36,7 @@ from __future__ import annotations
 from ...autograd import ops
 from ...autograd.tensor import Tensor
 from ...backend import get_xp
+from ...checks import check_array, check_float_array, check_real
 from .recurrent import RecurrentDeltaFunction, mode_settings, prepare_inputs
 from .chunkwise import chunk_recurrence
 
@@ -116,8 +117,10 @@ def transition_matrix(k, beta):
     :math:`1 - \beta\|k\|^2` along :math:`k`: a contraction of the stored value there for
     :math:`0 < \beta\|k\|^2 < 2`, which is why :math:`\beta \in (0, 2)` is stable for unit keys.
     """
+    fn = "transition_matrix"
     xp = get_xp(k)
-    k = xp.asarray(k)
+    k = check_float_array(fn, "k", xp.asarray(check_array(fn, "k", k)))
     if k.ndim != 1:
         raise ValueError(f"transition_matrix: k must be a vector (D,), got shape {k.shape}")
+    beta = check_real(fn, "beta", beta)
     return xp.eye(k.shape[0], dtype=k.dtype) - beta * xp.outer(k, k)

@@ -48,16 +48,15 @@ import numpy as np
 from ...autograd import ops
 from ...autograd.tensor import Tensor
 from ...backend import get_xp
+from ...checks import check_int, describe
 
 KINDS = ("identity", "elu1", "relu", "dpfp", "poly", "taylor2", "performer")
 _PARAMS = {"identity": (), "elu1": (), "relu": (), "dpfp": ("nu",), "poly": ("degree",),
            "taylor2": (), "performer": ("n_features", "seed")}
 
 
-def _check_int(name, value, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"feature_map: {name} must be an int >= {low}, got {value!r}")
-    return int(value)
+def _check_int(name, value, low, fn="feature_map"):
+    return check_int(fn, name, value, low=low)
 
 
 def _elu1(x):
@@ -126,7 +125,8 @@ def _performer(x, n_features, seed):
 
 def feature_dim(kind, d, **params):
     """The output dimension of ``feature_map(x, kind, **params)`` for inputs of size ``d``."""
-    _check_kind(kind, params)
+    _check_kind(kind, params, "feature_dim")
+    d = check_int("feature_dim", "d", d, low=1)
     if kind in ("identity", "elu1", "relu"):
         return d
     if kind == "dpfp":
@@ -138,13 +138,15 @@ def feature_dim(kind, d, **params):
     return d if n is None else _check_int("n_features", n, 1)
 
 
-def _check_kind(kind, params):
-    if not isinstance(kind, str) or kind not in KINDS:
-        raise ValueError(f"feature_map: kind must be one of {KINDS}, got {kind!r}")
+def _check_kind(kind, params, fn="feature_map", name="kind"):
+    if not isinstance(kind, str):
+        raise TypeError(f"{fn}: {name} must be one of {KINDS} (a str), got {describe(kind)}")
+    if kind not in KINDS:
+        raise ValueError(f"{fn}: {name} must be one of {KINDS}, got {kind!r}")
     extra = sorted(set(params) - set(_PARAMS[kind]))
     if extra:
         allowed = ", ".join(_PARAMS[kind]) or "none"
-        raise TypeError(f"feature_map: kind {kind!r} takes parameters ({allowed}), got "
+        raise TypeError(f"{fn}: kind {kind!r} takes parameters ({allowed}), got "
                         f"{', '.join(extra)}")
 
 

@@ -30,7 +30,6 @@ eigenvalue :math:`1 - \beta_t` along the key reaches into :math:`(-1, 0)`. Each 
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
@@ -40,7 +39,7 @@ from ...backend import get_default_dtype, get_rng, get_xp
 from ...nn.attention import merge_heads, split_heads
 from ...nn.layers import Linear, RMSNorm
 from ...nn.module import Module, Parameter
-from ...checks import check_bool
+from ...checks import check_bool, check_float_tensor, check_int
 from .delta_product import delta_product
 from .delta_rule import delta_rule, gated_delta_rule
 from .linear_attention import gated_linear_attention, linear_attention
@@ -53,9 +52,8 @@ class ShortConvolution(Module):
 
     def __init__(self, d, kernel_size=4, seed=None, dtype=None):
         super().__init__()
-        if not isinstance(kernel_size, numbers.Integral) or kernel_size < 1:
-            raise ValueError(f"ShortConvolution: kernel_size must be an int >= 1, "
-                             f"got {kernel_size!r}")
+        d = check_int("ShortConvolution", "d", d, low=1)
+        kernel_size = check_int("ShortConvolution", "kernel_size", kernel_size, low=1)
         rng = get_rng(seed)
         bound = 1 / math.sqrt(kernel_size)
         self.d, self.kernel_size = d, kernel_size
@@ -63,7 +61,8 @@ class ShortConvolution(Module):
         self.weight = Parameter(w.astype(dtype or get_default_dtype()))
 
     def forward(self, x):
-        if not isinstance(x, Tensor) or x.ndim != 3 or x.shape[-1] != self.d:
+        check_float_tensor("ShortConvolution", "x", x)
+        if x.ndim != 3 or x.shape[-1] != self.d:
             raise ValueError(f"ShortConvolution: expected x of shape (B, T, {self.d}), got "
                              f"{getattr(x, 'shape', type(x).__name__)}")
         B, T, d = x.shape
@@ -92,9 +91,12 @@ class _RecurrentMixer(Module):
                  chunk_size=None, checkpoint=None, output_norm=True, seed=None, _n_kv=1):
         super().__init__()
         cls = type(self).__name__
-        for name, val in (("d_model", d_model), ("n_heads", n_heads)):
-            if isinstance(val, bool) or not isinstance(val, numbers.Integral) or val < 1:
-                raise ValueError(f"{cls}: {name} must be an int >= 1, got {val!r}")
+        d_model = check_int(cls, "d_model", d_model, low=1)
+        n_heads = check_int(cls, "n_heads", n_heads, low=1)
+        if d_head is not None:
+            d_head = check_int(cls, "d_head", d_head, low=1)
+        if conv_size is not None:  # None or 0: no convolution
+            conv_size = check_int(cls, "conv_size", conv_size, low=0)
         if d_head is None:
             if d_model % n_heads:
                 raise ValueError(f"{cls}: d_model ({d_model}) must be divisible by n_heads "
@@ -142,7 +144,8 @@ class _RecurrentMixer(Module):
         if mask is not None:
             raise ValueError(f"{type(self).__name__}: a recurrent mixer is causal by "
                              "construction and takes no attention mask")
-        if not isinstance(x, Tensor) or x.ndim != 3 or x.shape[-1] != self.d_model:
+        check_float_tensor(type(self).__name__, "x", x, float16=False)
+        if x.ndim != 3 or x.shape[-1] != self.d_model:
             raise ValueError(f"{type(self).__name__}: expected x of shape (B, T, "
                              f"{self.d_model}), got {getattr(x, 'shape', type(x).__name__)}")
         q, k, v = self._qkv(x)
@@ -260,10 +263,7 @@ class DeltaProductNet(DeltaNet):
 
     def __init__(self, d_model, n_heads, *args, n_householder=2, allow_neg_eigval=False,
                  **kwargs):
-        if isinstance(n_householder, bool) or not isinstance(n_householder, numbers.Integral) \
-                or n_householder < 1:
-            raise ValueError(f"DeltaProductNet: n_householder must be an int >= 1, got "
-                             f"{n_householder!r}")
+        check_int("DeltaProductNet", "n_householder", n_householder, low=1)
         super().__init__(d_model, n_heads, *args, allow_neg_eigval=allow_neg_eigval,
                          _n_kv=int(n_householder), **kwargs)
 
@@ -273,7 +273,7 @@ class DeltaProductNet(DeltaNet):
         H, n_h = self.n_heads, self._n_kv
 
         def per_step(z):   # (B, T, n_h H d) -> (B, H, T, n_h, d)
-            return ops.transpose(ops.reshape(z, (B, T, n_h, H, -1)), (0, 3, 1, 2, 4))
+            return ops.transpose(ops.reshape(z, (B, T, n_h, H, self.d_head)), (0, 3, 1, 2, 4))
 
         q = ops.l2_normalize(split_heads(q, H), axis=-1)
         return q, ops.l2_normalize(per_step(k), axis=-1), per_step(v)
@@ -311,6 +311,7 @@ class GatedLinearAttention(_RecurrentMixer):
 
 def retention_decays(n_heads):
     r"""RetNet's fixed per-head decays :math:`\gamma_h = 1 - 2^{-5-h}`, :math:`h = 0..H-1`."""
+    n_heads = check_int("retention_decays", "n_heads", n_heads, low=1)
     return 1.0 - 2.0 ** (-5.0 - np.arange(n_heads))
 
 

@@ -59,6 +59,7 @@ from ...autograd.tensor import Tensor
 from ...backend import get_xp
 from ...checks import check_bool, check_real
 from .chunkwise import chunk_recurrence
+from .feature_maps import _check_kind as check_feature_kind
 from .feature_maps import feature_map as apply_feature_map
 from .recurrent import RecurrentDeltaFunction, mode_settings, prepare_inputs
 
@@ -70,10 +71,12 @@ def _mapped(fn, q, k, v, feature_map):
     if feature_map is None:
         return q, k, v
     if isinstance(feature_map, str):
+        check_feature_kind(feature_map, {}, fn, "feature_map")
         phi = lambda x: apply_feature_map(x, feature_map)  # noqa: E731
     elif (isinstance(feature_map, tuple) and len(feature_map) == 2
           and isinstance(feature_map[0], str) and isinstance(feature_map[1], dict)):
         kind, params = feature_map
+        check_feature_kind(kind, params, fn, "feature_map")
         phi = lambda x: apply_feature_map(x, kind, **params)  # noqa: E731
     elif callable(feature_map):
         phi = feature_map

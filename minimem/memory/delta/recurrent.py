@@ -13,13 +13,13 @@ r"""Shared plumbing of the linear-attention / delta-rule chapter.
 """
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 
+from ...autograd import ops
 from ...autograd.function import Function
 from ...autograd.tensor import Tensor
 from ...backend import get_xp
+from ...checks import check_dtype, check_finite, check_real
 from ...kernels.delta_recurrent import (DEFAULT_CHECKPOINT, check_tokens, recurrent_backward,
                                         recurrent_forward)
 
@@ -81,8 +81,7 @@ def prepare_inputs(fn, q, k, v, beta=None, g=None, scale=None, initial_state=Non
     for name, x in (("q", q), ("k", k), ("v", v)):
         if x.ndim != 4:
             raise ValueError(f"{fn}: {name} must have shape (B, H, T, D), got {x.shape}")
-        if x.dtype.kind != "f":
-            raise TypeError(f"{fn}: {name} must be floating point, got dtype {x.dtype}")
+        check_dtype(fn, name, x)  # float32/float64: the kernels have no float16 path
     if k.shape != q.shape:
         raise ValueError(f"{fn}: k must have the shape of q {q.shape}, got {k.shape}")
     if v.shape[:3] != q.shape[:3]:
@@ -99,6 +98,8 @@ def prepare_inputs(fn, q, k, v, beta=None, g=None, scale=None, initial_state=Non
         g = _as_tensor(fn, "g", g)
         if g.shape != (B, H, T):
             raise ValueError(f"{fn}: g must have shape (B, H, T) = {(B, H, T)}, got {g.shape}")
+        check_dtype(fn, "g", g)
+        check_finite(fn, "g", g)  # NaN would pass the "<= 0" test below
         if g.data.size and float(g.data.max()) > 0:
             raise ValueError(f"{fn}: g is a log-decay and must be <= 0, got max "
                              f"{float(g.data.max())}")
@@ -107,10 +108,14 @@ def prepare_inputs(fn, q, k, v, beta=None, g=None, scale=None, initial_state=Non
         if initial_state.shape != (B, H, Dk, v.shape[-1]):
             raise ValueError(f"{fn}: initial_state must have shape (B, H, D_k, D_v) = "
                              f"{(B, H, Dk, v.shape[-1])}, got {initial_state.shape}")
-    if scale is None:
-        scale = Dk ** -0.5
-    if not isinstance(scale, numbers.Real) or isinstance(scale, bool):
-        raise TypeError(f"{fn}: scale must be a real number or None, got {scale!r}")
+        check_dtype(fn, "initial_state", initial_state)
+    scale = Dk ** -0.5 if scale is None else check_real(fn, "scale", scale)
+    # mixed float32/float64 inputs compute in the promoted dtype on every path (the kernel
+    # would otherwise take q's), as the references do; gradients come back in each dtype
+    given = [x for x in (q, k, v, beta, g, initial_state) if x is not None]
+    dt = np.result_type(*(x.dtype for x in given))
+    q, k, v, beta, g, initial_state = (None if x is None else ops.astype(x, dt)
+                                       for x in (q, k, v, beta, g, initial_state))
     return q, k, v, beta, g, initial_state, float(scale)
 
 
@@ -119,8 +124,7 @@ def check_beta(fn, beta):
     ``I - beta k k^T`` has eigenvalue ``1 - beta`` in [-1, 1] along ``k`` (beta > 1: negative;
     beta = 2: a reflection). Values outside are computed as given (the state then grows along
     ``k``, which the chapter demonstrates), so they are not rejected."""
-    if beta.dtype.kind != "f":
-        raise TypeError(f"{fn}: beta must be floating point, got dtype {beta.dtype}")
+    check_dtype(fn, "beta", beta)
     if beta.data.size and not bool(get_xp(beta.data).isfinite(beta.data).all()):
         raise ValueError(f"{fn}: beta must be finite (its stable range is [0, 2]), got NaN "
                          f"or inf")

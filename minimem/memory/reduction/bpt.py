@@ -18,7 +18,7 @@ from __future__ import annotations
 import tracemalloc
 
 from ...autograd import no_grad, ops
-from ...checks import check_float_tensor, check_int, check_ndim, check_type
+from ...checks import check_float_tensor, check_int, check_ndim, check_nonempty, check_type
 from ...nn.attention import MultiHeadAttention, TransformerBlock, merge_heads, split_heads
 from ..sparse import blockwise_attention
 
@@ -31,6 +31,7 @@ def _check_block(fn, block, x):
                          f"p = {block.drop.p}")
     check_float_tensor(fn, "x", x)
     check_ndim(fn, "x", x, 3)
+    check_nonempty(fn, "x", x, axes=(1,))  # T >= 1: the blocks need a token
     if x.shape[-1] != block.mixer.d_model:
         raise ValueError(f"{fn}: expected x of shape (B, T, {block.mixer.d_model}), got "
                          f"{x.shape}")

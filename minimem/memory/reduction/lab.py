@@ -97,7 +97,8 @@ def split_kv_gaps(S=1000, n_splits=(1, 2, 7, 16), seed=0):
 
 
 def rope_relative_gap(D=16, shifts=(1, 5, 100), seed=0):
-    """max over shifts c of |rope(q, p + c) . rope(k, p' + c) - rope(q, p) . rope(k, p')|."""
+    """The largest change, over shifts c, of the score ``rope(q, p + c) . rope(k, p' + c)``
+    from ``rope(q, p) . rope(k, p')`` (zero when scores depend on p - p' only)."""
     rng = _rng(seed)
     q, k = Tensor(rng.standard_normal((1, D))), Tensor(rng.standard_normal((1, D)))
     base = float((rope(q, np.array([3])).data * rope(k, np.array([11])).data).sum())

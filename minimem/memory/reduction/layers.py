@@ -14,7 +14,8 @@ import numpy as np
 
 from ...autograd import ops
 from ...backend import get_default_dtype, get_rng
-from ...checks import check_choice, check_float_tensor, check_int, check_ndim
+from ...checks import (check_choice, check_dtype, check_float_tensor, check_heads,
+                      check_int, check_ndim, check_nonempty)
 from ...nn.attention import MultiHeadAttention, TransformerBlock, merge_heads, split_heads
 from ...nn.layers import Embedding, LayerNorm, Linear
 from ...nn.module import Module, ModuleList, Parameter
@@ -53,6 +54,7 @@ class Aaren(Module):
             raise ValueError("Aaren: a mask is not supported (every step sees its prefix)")
         check_float_tensor("Aaren", "x", x)
         check_ndim("Aaren", "x", x, 3)
+        check_nonempty("Aaren", "x", x, axes=(1,))  # T >= 1: a step needs a token
         if x.shape[-1] != self.d_model:
             raise ValueError(f"Aaren: expected x of shape (B, T, {self.d_model}), got "
                              f"{x.shape}")
@@ -77,10 +79,13 @@ class LandmarkAttention(MultiHeadAttention):
     """
 
     def __init__(self, d_model, n_heads, block, top_k=None, bias=True, seed=None, layer=0):
-        super().__init__(d_model, n_heads, causal=True, bias=bias, seed=seed)
-        self.block = check_int("LandmarkAttention", "block", block, low=1)
+        fn = "LandmarkAttention"  # checked here, so that errors name the class the user built
+        check_heads(fn, d_model, n_heads)
+        block = check_int(fn, "block", block, low=1)
         if top_k is not None:
-            check_int("LandmarkAttention", "top_k", top_k, low=1)
+            check_int(fn, "top_k", top_k, low=1)
+        super().__init__(d_model, n_heads, causal=True, bias=bias, seed=seed)
+        self.block = block
         self.top_k, self.layer = top_k, layer
 
     def forward(self, x, mask=None):
@@ -89,6 +94,7 @@ class LandmarkAttention(MultiHeadAttention):
                              "mask)")
         check_float_tensor("LandmarkAttention", "x", x)
         check_ndim("LandmarkAttention", "x", x, 3)
+        check_nonempty("LandmarkAttention", "x", x, axes=(1,))  # T >= 1: a step needs a token
         if x.shape[-1] != self.d_model:
             raise ValueError(f"LandmarkAttention: expected x of shape (B, T, {self.d_model}), "
                              f"got {x.shape}")
@@ -116,6 +122,9 @@ class LandmarkLM(Module):
         self.vocab = check_int(fn, "vocab", vocab, low=2)
         check_int(fn, "n_layers", n_layers, low=1)
         self.block = check_int(fn, "block", block, low=1)
+        check_heads(fn, d_model, n_heads)
+        if top_k is not None:
+            check_int(fn, "top_k", top_k, low=1)
         rng = get_rng(seed)
         self.tok = Embedding(vocab + 1, d_model, seed=rng)
         self.blocks = ModuleList([TransformerBlock(
@@ -138,7 +147,8 @@ class LandmarkLM(Module):
 
     def forward(self, tokens):
         ids = np.asarray(tokens.data if hasattr(tokens, "data") else tokens)
-        if ids.ndim != 2 or ids.dtype.kind not in "iu" or (ids.size and (
+        check_dtype("LandmarkLM", "tokens", ids, "iu")
+        if ids.ndim != 2 or (ids.size and (
                 ids.min() < 0 or ids.max() >= self.vocab)):
             raise ValueError(f"LandmarkLM: tokens must be integer ids (B, T) in [0, "
                              f"{self.vocab}), got {ids.dtype} {ids.shape}")

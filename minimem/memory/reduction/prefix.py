@@ -11,9 +11,10 @@ Chapter 40's partial result of a set of keys is the triple :math:`(m, \ell, O)` 
 sum of exponentials, unnormalized output; Aaren's paper calls them :math:`(m, u, w)`). Token
 :math:`i` alone is :math:`x_i = (s_i, 1, v_i)`; the merge
 
-.. math:: (m_a, \ell_a, O_a) \oplus (m_b, \ell_b, O_b) =
-          \big(m,\; e^{m_a - m}\ell_a + e^{m_b - m}\ell_b,\;
-          e^{m_a - m} O_a + e^{m_b - m} O_b\big), \quad m = \max(m_a, m_b)
+.. math:: (m_a, \ell_a, O_a) \oplus (m_b, \ell_b, O_b)
+          &= \big(m,\; e^{m_a - m}\ell_a + e^{m_b - m}\ell_b,\;
+          e^{m_a - m} O_a + e^{m_b - m} O_b\big), \\
+          m &= \max(m_a, m_b)
 
 is associative (and commutative) with neutral element :math:`(-\infty, 0, 0)`, so
 :math:`(m_t, \ell_t, O_t) = x_1 \oplus \dots \oplus x_t` and :math:`o_t = O_t / \ell_t`.

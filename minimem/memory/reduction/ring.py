@@ -23,7 +23,7 @@ Backward (the FlashAttention backward, one block at a time). With the saved log-
 :math:`(K_j, V_j)`:
 
 .. math:: P = e^{\tau Q_r K_j^\top - L}, \quad \bar V_j \mathrel{+}= P^\top \bar O_r, \quad
-          \bar S = P \odot (\bar O_r V_j^\top - \Delta), \quad
+          \bar S = P \odot (\bar O_r V_j^\top - \Delta), \\
           \bar Q_r \mathrel{+}= \tau \bar S K_j, \quad \bar K_j \mathrel{+}= \tau \bar S^\top Q_r.
 
 :math:`\bar K_j, \bar V_j` travel with :math:`(K_j, V_j)` around the ring: after :math:`P`

@@ -46,7 +46,7 @@ def launch_ring(processes, seq_len, heads=2, dim=16, causal=True, dtype="float64
                 seed=0, timeout=120):
     """Run ring attention on ``processes`` MPI processes; returns rank 0's report (a dict).
 
-    The report: ``max_diff`` (output, dq, dk, dv: largest |ring - dense|), ``peak_bytes``
+    The report: ``max_diff`` (output, dq, dk, dv: largest ``abs(ring - dense)``), ``peak_bytes``
     (one entry per process) and the arguments.
     """
     fn = "launch_ring"

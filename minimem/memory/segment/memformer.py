@@ -41,7 +41,8 @@ import numpy as np
 from ... import autograd as ag
 from ...autograd import ops
 from ...backend import get_default_dtype, get_rng, get_xp
-from ...checks import check_float_tensor, check_heads, check_int, check_real
+from ...checks import (check_float_tensor, check_heads, check_index_bounds, check_int,
+                      check_real, describe)
 from ...nn import (
     MLP,
     Dropout,
@@ -210,6 +211,12 @@ class SegmentRecurrent(Module):
 
     def forward(self, segments, memory=None):
         """Run every segment in turn; returns (list of logits, final memory)."""
+        fn = type(self).__name__
+        if not isinstance(segments, (list, tuple)):
+            raise TypeError(f"{fn}: segments must be a list of segments, got "
+                            f"{describe(segments)}")
+        if not segments:
+            raise ValueError(f"{fn}: segments must be a non-empty list, got an empty one")
         memory = self.init_memory(_batch_of(segments[0])) if memory is None else memory
         outputs = []
         for x in segments:
@@ -284,6 +291,7 @@ def _embed(owner, tok, pos, max_len, x):
         if ids.dtype.kind not in "iu" or ids.ndim != 2:
             raise ValueError(f"{owner}: x_segment must be int tokens (B, T) or floats (B, T, {d}), "
                              f"got dtype {ids.dtype}, shape {ids.shape}")
+        check_index_bounds(owner, "x_segment", ids, tok.weight.shape[0])  # the vocabulary
         h, T = tok(ids), ids.shape[1]
     if T > max_len:
         raise ValueError(f"{owner}: segment length {T} exceeds max_len={max_len}")

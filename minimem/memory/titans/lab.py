@@ -149,8 +149,8 @@ def inner_optimizer_experiment(d_k=8, d_v=8, n_assoc=6, T=64, seeds=(0, 1, 2),
 
 
 def chunk_error(chunk_sizes=(1, 2, 4, 8, 16), T=64, d=8, theta=0.1, eta=0.5, seed=0):
-    """Max |o(chunked) - o(token rule)| of an MLP memory per chunk size (the price of taking a
-    chunk's gradients at the memory before the chunk)."""
+    """Largest ``abs(o(chunked) - o(token rule))`` of an MLP memory per chunk size (the price
+    of taking a chunk's gradients at the memory before the chunk)."""
     rng = np.random.default_rng(seed)
     q, k, v = (rng.standard_normal((1, 2, T, d)) / math.sqrt(d) for _ in range(3))
     gates = [np.full((1, 2, T), x) for x in (theta, eta, 0.01)]

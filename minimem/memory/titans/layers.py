@@ -13,7 +13,7 @@ on inputs :math:`\le t` only.
 
   .. math::
       h^{(s)} = \mathcal{M}_{s-1}(q(x^{(s)})), \quad
-      y^{(s)} = \mathrm{Attn}\big(x^{(s)};\, [P;\, h^{(s)};\, x^{(s)}]\big), \quad
+      y^{(s)} = \mathrm{Attn}\big(x^{(s)};\, [P;\, h^{(s)};\, x^{(s)}]\big), \\
       \mathcal{M}_s = \mathrm{write}(\mathcal{M}_{s-1}, y^{(s)}), \quad
       o^{(s)} = y^{(s)} + \mathcal{M}(y^{(s)})
 
@@ -34,9 +34,8 @@ import math
 import numpy as np
 
 from ...autograd import ops
-from ...autograd.tensor import Tensor
 from ...backend import get_default_dtype, get_rng, get_xp
-from ...checks import check_choice, check_int, check_real
+from ...checks import check_choice, check_float_tensor, check_int, check_nonempty, check_real
 from ...nn.attention import MultiHeadAttention, TransformerLM, merge_heads, split_heads
 from ...nn.layers import Linear
 from ...nn.module import Module, Parameter
@@ -44,9 +43,18 @@ from .neural_memory import MEMORIES, neural_memory, read_memory
 
 
 def _check_x(fn, x, d_model):
-    if not isinstance(x, Tensor) or x.ndim != 3 or x.shape[-1] != d_model:
+    check_float_tensor(fn, "x", x, float16=False)
+    check_nonempty(fn, "x", x, axes=(1,) if x.ndim > 1 else ())  # T >= 1
+    if x.ndim != 3 or x.shape[-1] != d_model:
         raise ValueError(f"{fn}: expected x of shape (B, T, {d_model}), got "
                          f"{getattr(x, 'shape', type(x).__name__)}")
+
+
+def _check_memory_options(fn, memory, chunk_size, theta_max):
+    """The neural-memory arguments a composite layer passes on, checked under its own name."""
+    check_choice(fn, "memory", memory, MEMORIES)
+    check_int(fn, "chunk_size", chunk_size, low=1)
+    check_real(fn, "theta_max", theta_max, low=0)
 
 
 def _check_heads(fn, d_model, n_heads):
@@ -82,7 +90,8 @@ class NeuralMemory(Module):
         if memory == "linear":
             self.M0 = Parameter(np.zeros((1, n_heads, dh, dh), dtype=dt))
         else:
-            self.hidden = hidden or 2 * dh
+            self.hidden = 2 * dh if hidden is None else check_int("NeuralMemory", "hidden",
+                                                                  hidden, low=1)
             self.W1_0 = Parameter((rng.standard_normal((1, n_heads, dh, self.hidden))
                                    / math.sqrt(dh)).astype(dt))
             self.W2_0 = Parameter((rng.standard_normal((1, n_heads, self.hidden, dh))
@@ -135,6 +144,10 @@ def window_mask(T, window, n_prefix=0):
     """Boolean (T, n_prefix + T): True where query ``t`` may attend; the ``n_prefix`` leading
     columns (persistent tokens) always, token ``j`` when ``t - window < j <= t`` (``window``
     None: every ``j <= t``)."""
+    T = check_int("window_mask", "T", T, low=0)
+    if window is not None:
+        check_int("window_mask", "window", window, low=1)
+    n_prefix = check_int("window_mask", "n_prefix", n_prefix, low=0)
     t, j = np.arange(T)[:, None], np.arange(T)[None, :]
     keep = j <= t
     if window is not None:
@@ -189,6 +202,8 @@ class SlidingWindowAttention(Module):
 def mac_mask(c, n_persistent):
     """Boolean (c, n_persistent + 2c) of a MAC segment: query ``t`` sees every persistent
     token, the retrieved tokens ``<= t`` and the segment's tokens ``<= t``."""
+    c = check_int("mac_mask", "c", c, low=1)
+    n_persistent = check_int("mac_mask", "n_persistent", n_persistent, low=0)
     causal = np.tril(np.ones((c, c), dtype=bool))
     return np.concatenate([np.ones((c, n_persistent), dtype=bool), causal, causal], axis=1)
 
@@ -202,6 +217,7 @@ class TitansMAC(Module):
         super().__init__()
         fn = "TitansMAC"
         _check_heads(fn, d_model, n_heads)
+        _check_memory_options(fn, memory, chunk_size, theta_max)
         self.segment = check_int(fn, "segment", segment, low=1)
         rng = get_rng(seed)
         self.d_model, self.n_persistent = d_model, check_int(fn, "n_persistent",
@@ -242,6 +258,9 @@ class TitansMAG(Module):
                  chunk_size=1, theta_max=1.0, seed=None):
         super().__init__()
         _check_heads("TitansMAG", d_model, n_heads)
+        _check_memory_options("TitansMAG", memory, chunk_size, theta_max)
+        check_int("TitansMAG", "window", window, low=1)
+        check_int("TitansMAG", "n_persistent", n_persistent, low=0)
         rng = get_rng(seed)
         self.d_model = d_model
         self.attn = SlidingWindowAttention(d_model, n_heads, window, n_persistent, seed=rng)
@@ -264,6 +283,9 @@ class TitansMAL(Module):
                  chunk_size=1, theta_max=1.0, seed=None):
         super().__init__()
         _check_heads("TitansMAL", d_model, n_heads)
+        _check_memory_options("TitansMAL", memory, chunk_size, theta_max)
+        check_int("TitansMAL", "window", window, low=1)
+        check_int("TitansMAL", "n_persistent", n_persistent, low=0)
         rng = get_rng(seed)
         self.d_model = d_model
         self.memory = NeuralMemory(d_model, n_heads, memory, theta_max=theta_max,
@@ -293,8 +315,14 @@ class TitansLM(TransformerLM):
     def __init__(self, vocab, d_model, n_layers, n_heads, max_len, variant="mac", window=8,
                  n_persistent=4, memory="linear", chunk_size=1, theta_max=1.0, seed=None,
                  emb_std=1.0):
-        check_choice("TitansLM", "variant", variant, VARIANTS)
-        check_int("TitansLM", "window", window, low=1)
+        fn = "TitansLM"
+        check_choice(fn, "variant", variant, VARIANTS)
+        for name, value in (("vocab", vocab), ("n_layers", n_layers), ("max_len", max_len),
+                            ("window", window)):
+            check_int(fn, name, value, low=1)
+        _check_heads(fn, d_model, n_heads)
+        check_int(fn, "n_persistent", n_persistent, low=0)
+        _check_memory_options(fn, memory, chunk_size, theta_max)
         layer_kw = {"n_persistent": n_persistent, "memory": memory, "chunk_size": chunk_size,
                     "theta_max": theta_max}
         rng = get_rng(seed)

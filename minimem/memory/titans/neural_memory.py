@@ -47,12 +47,16 @@ projections, :math:`\theta, \eta, \alpha` and the initial memory.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ...autograd import ops
 from ...autograd.tensor import Tensor
 from ...backend import get_xp
-from ...checks import check_choice, check_float_tensor, check_int, check_shape
+from ...checks import (check_choice, check_finite, check_float_tensor, check_int,
+                      check_shape, describe)
 from ..delta.chunkwise import unit_lower_inverse
 from ..delta.delta_rule import gated_delta_rule
+from ..delta.recurrent import mode_settings
 
 MEMORIES = ("linear", "mlp")
 
@@ -65,6 +69,43 @@ def _expand(x):
 def read_memory(memory, params, x):
     r""":math:`\mathcal{M}(x)` for ``x (..., D_k)`` and weights ``(..., D_k, D_v)`` (the
     leading axes broadcast: one memory for all tokens, or one per token); ``(..., D_v)``."""
+    _check_weights("read_memory", memory, params, x=x)
+    return _read(memory, params, x)
+
+
+def _check_weights(fn, memory, params, **vectors):
+    """``memory`` a kind, ``params`` its float Tensors chained D_k -> (D_h ->) D_v, and each
+    of ``vectors`` (name -> Tensor) float with the size its role needs on its last axis."""
+    check_choice(fn, "memory", memory, MEMORIES)
+    n = 1 if memory == "linear" else 2
+    if not isinstance(params, (tuple, list)) or len(params) != n:
+        raise TypeError(f"{fn}: params must be a tuple of {n} Tensor(s) for memory="
+                        f"{memory!r}, got {describe(params)}")
+    for i, p in enumerate(params):
+        check_float_tensor(fn, f"params[{i}]", p, float16=False)
+        if p.ndim < 2:
+            raise ValueError(f"{fn}: params[{i}] must have shape (..., D_in, D_out), got "
+                             f"{tuple(p.shape)}")
+    if n == 2 and params[0].shape[-1] != params[1].shape[-2]:
+        raise ValueError(f"{fn}: params[1] must have D_h = {params[0].shape[-1]} rows, got "
+                         f"shape {tuple(params[1].shape)}")
+    sizes = {"x": params[0].shape[-2], "k_t": params[0].shape[-2],
+             "v_t": params[-1].shape[-1]}
+    lead = [tuple(p.shape[:-2]) for p in params]
+    for name, x in vectors.items():
+        check_float_tensor(fn, name, x, float16=False)
+        if x.ndim < 1 or x.shape[-1] != sizes[name]:
+            raise ValueError(f"{fn}: {name} must have shape (..., {sizes[name]}) to match "
+                             f"params, got {tuple(x.shape)}")
+        lead.append(tuple(x.shape[:-1]))
+    try:
+        np.broadcast_shapes(*lead)
+    except ValueError:
+        raise ValueError(f"{fn}: the leading axes of params and of "
+                         f"{', '.join(vectors)} must broadcast, got {lead}") from None
+
+
+def _read(memory, params, x):
     if memory == "linear":
         return ops.einsum("...ij,...i->...j", params[0], x)
     W1, W2 = params
@@ -75,11 +116,16 @@ def read_memory(memory, params, x):
 def memory_gradient(memory, params, k_t, v_t):
     r"""Closed-form :math:`\nabla_M \|\mathcal{M}(k_t) - v_t\|^2`, one per leading index
     (``k_t (..., D_k)``, ``v_t (..., D_v)``; the weights broadcast against them)."""
+    _check_weights("memory_gradient", memory, params, k_t=k_t, v_t=v_t)
+    return _gradient(memory, params, k_t, v_t)
+
+
+def _gradient(memory, params, k_t, v_t):
     def outer(a, b):
         return ops.expand_dims(a, -1) * ops.expand_dims(b, -2)
 
     if memory == "linear":
-        e = 2 * (read_memory(memory, params, k_t) - v_t)
+        e = 2 * (_read(memory, params, k_t) - v_t)
         return (outer(k_t, e),)
     W1, W2 = params
     z = ops.einsum("...ik,...i->...k", W1, k_t)
@@ -92,6 +138,14 @@ def memory_gradient(memory, params, k_t, v_t):
 
 def check_memory_args(fn, q, k, v, gates, params0, memory, chunk_size):
     """The shared contract of the test-time memories; returns ``chunk_size`` as an int."""
+    check_tokens_and_gates(fn, q, k, v, gates)
+    check_choice(fn, "memory", memory, MEMORIES)
+    _check_params0(fn, q, k, v, params0, memory)
+    return check_int(fn, "chunk_size", chunk_size, low=1)
+
+
+def check_tokens_and_gates(fn, q, k, v, gates):
+    """q, k, v float (B, H, T, D) Tensors that agree; each gate a finite float (B, H, T)."""
     for name, x in (("q", q), ("k", k), ("v", v)):
         check_float_tensor(fn, name, x, ndim=4, float16=False)
     check_shape(fn, "k", k, q.shape, "B, H, T, D_k")
@@ -99,11 +153,17 @@ def check_memory_args(fn, q, k, v, gates, params0, memory, chunk_size):
     for name, x in gates.items():
         check_float_tensor(fn, name, x, float16=False)
         check_shape(fn, name, x, q.shape[:3], "B, H, T")
-    check_choice(fn, "memory", memory, MEMORIES)
+        check_finite(fn, name, x)  # a NaN gate would spread NaN through every later token
+
+
+def _check_params0(fn, q, k, v, params0, memory):
     n = 1 if memory == "linear" else 2
-    if not isinstance(params0, (tuple, list)) or len(params0) != n:
+    if not isinstance(params0, (tuple, list)):
+        raise TypeError(f"{fn}: params0 must be a tuple of {n} Tensor(s) for memory="
+                        f"{memory!r}, got {type(params0).__name__}")
+    if len(params0) != n:
         raise ValueError(f"{fn}: params0 must be a tuple of {n} Tensor(s) for memory="
-                         f"{memory!r}, got {type(params0).__name__}")
+                         f"{memory!r}, got {len(params0)}")
     B, H = q.shape[:2]
     for i, p in enumerate(params0):
         check_float_tensor(fn, f"params0[{i}]", p, ndim=4, float16=False)
@@ -117,7 +177,6 @@ def check_memory_args(fn, q, k, v, gates, params0, memory, chunk_size):
         raise ValueError(f"{fn}: params0 must map D_k = {d_in} to D_v = {d_out} (shapes "
                          f"(B, H, D_k, D_v) or (B, H, D_k, D_h), (B, H, D_h, D_v)), got "
                          f"{shapes}")
-    return check_int(fn, "chunk_size", chunk_size, low=1)
 
 
 def neural_memory_reference(q, k, v, theta, eta, alpha, params0, memory="linear",
@@ -134,14 +193,14 @@ def neural_memory_reference(q, k, v, theta, eta, alpha, params0, memory="linear"
     for t in range(q.shape[2]):
         if t % C == 0:
             base = params   # the memory the chunk's gradients are taken at
-        grads = memory_gradient(memory, base, k[:, :, t], v[:, :, t])
+        grads = _gradient(memory, base, k[:, :, t], v[:, :, t])
         th, et, al = (_expand(x[:, :, t]) for x in (theta, eta, alpha))
         if surprise is None:  # Sigma_0 = 0
             surprise = tuple(-th * gr for gr in grads)
         else:
             surprise = tuple(et * s - th * gr for s, gr in zip(surprise, grads))
         params = tuple((1 - al) * p + s for p, s in zip(params, surprise))
-        outs.append(read_memory(memory, params, q[:, :, t]))
+        outs.append(_read(memory, params, q[:, :, t]))
     if not outs:
         return Tensor(get_xp(q.data).zeros(v.shape, dtype=q.dtype)), params
     return ops.stack(outs, axis=2), params
@@ -195,7 +254,7 @@ def run_chunks(q, v, theta, eta, alpha, params0, memory, chunk_size, chunk_gradi
         else:
             steps = [-scale * orthogonalize(s) for s in sigmas]
         traj = [_scan(D_keep, p, st)[:, :, 1:] for p, st in zip(params, steps)]
-        outs.append(read_memory(memory, traj, q[:, :, t0:t1]))
+        outs.append(_read(memory, traj, q[:, :, t0:t1]))
         surprise = tuple(s[:, :, -1] for s in sigmas)
         params = tuple(m[:, :, -1] for m in traj)
     if not outs:
@@ -217,7 +276,7 @@ def neural_memory(q, k, v, theta, eta, alpha, params0, memory="linear", chunk_si
 
     def chunk_gradients(base, t0, t1):
         at_base = tuple(ops.expand_dims(p, 2) for p in base)      # one memory for the chunk
-        return memory_gradient(memory, at_base, k[:, :, t0:t1], v[:, :, t0:t1])
+        return _gradient(memory, at_base, k[:, :, t0:t1], v[:, :, t0:t1])
 
     return run_chunks(q, v, theta, eta, alpha, params0, memory, C, chunk_gradients)
 
@@ -226,6 +285,12 @@ def titans_as_gated_delta(q, k, v, theta, alpha, initial_state=None, mode="recur
                           chunk_size=None, checkpoint=None):
     """The linear memory with ``eta = 0`` computed by :func:`gated_delta_rule` (see above);
     ``mode``, ``chunk_size`` and ``checkpoint`` are passed to it unchanged."""
+    fn = "titans_as_gated_delta"
+    check_tokens_and_gates(fn, q, k, v, {"theta": theta, "alpha": alpha})
+    check_shape(fn, "v", v, q.shape, "B, H, T, D")  # the linear memory maps D to D
+    if initial_state is not None:
+        check_float_tensor(fn, "initial_state", initial_state, float16=False)
+    mode_settings(fn, mode, chunk_size, checkpoint)
     keep = 1 - alpha
     return gated_delta_rule(q, k, v * ops.expand_dims(keep, -1), 2 * theta / keep,
                             ops.log(keep), scale=1.0, initial_state=initial_state,

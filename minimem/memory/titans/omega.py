@@ -6,7 +6,7 @@ rule descends the loss of the last :math:`w` tokens (the window), each weighted 
 
 .. math::
     \mathcal{L}_t(M) = \sum_{i=\max(0,\, t-w+1)}^{t} \gamma_i\,
-        \|\mathcal{M}(\phi(k_i)) - v_i\|^2, \qquad
+        \|\mathcal{M}(\phi(k_i)) - v_i\|^2, \\
     \nabla_t = \nabla_M \mathcal{L}_t(M_{t-1}), \qquad o_t = \mathcal{M}_t(\phi(q_t)).
 
 For the linear memory, :math:`\nabla_t = 2 \sum_i \gamma_i \phi(k_i)(M_{t-1}^\top \phi(k_i) -
@@ -33,8 +33,9 @@ orthogonal factor :math:`U V^\top` of :math:`\Sigma = U S V^\top`. With :math:`X
 \Sigma / \|\Sigma\|_F` (all singular values in :math:`(0, 1]`), each step
 
 .. math::
-    X_{j+1} = a X_j + b (X_j X_j^\top) X_j + c (X_j X_j^\top)^2 X_j
-            = U\, p(S_j)\, V^\top, \qquad p(s) = a s + b s^3 + c s^5,
+    X_{j+1} &= a X_j + b (X_j X_j^\top) X_j + c (X_j X_j^\top)^2 X_j
+            = U\, p(S_j)\, V^\top, \\
+    p(s) &= a s + b s^3 + c s^5,
 
 keeps the singular vectors and maps every singular value through the odd polynomial
 :math:`p` with :math:`(a, b, c) = (3.4445, -4.7750, 2.0315)` (Jordan et al.): steep at 0
@@ -55,7 +56,7 @@ from ...autograd.tensor import Tensor
 from ...backend import get_xp
 from ...checks import check_choice, check_float_tensor, check_int, check_real, check_shape
 from ..delta.feature_maps import feature_map as apply_feature_map
-from .neural_memory import _expand, check_memory_args, memory_gradient, read_memory, run_chunks
+from .neural_memory import _expand, _gradient, _read, check_memory_args, run_chunks
 
 OPTIMIZERS = ("momentum", "muon")
 NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
@@ -145,7 +146,7 @@ def omega_memory_reference(q, k, v, theta, eta, alpha, params0, window=1, gamma=
         ### BEGIN SOLUTION
         grads = None
         for i in range(max(0, t - w + 1), t + 1):
-            g_i = memory_gradient(memory, base, phi_k[:, :, i], v[:, :, i])
+            g_i = _gradient(memory, base, phi_k[:, :, i], v[:, :, i])
             g_i = tuple(_expand(gamma[:, :, i]) * g for g in g_i)
             grads = g_i if grads is None else tuple(a + b for a, b in zip(grads, g_i))
         ### END SOLUTION
@@ -158,7 +159,7 @@ def omega_memory_reference(q, k, v, theta, eta, alpha, params0, window=1, gamma=
         else:
             params = tuple((1 - al) * p - th * newton_schulz(s)
                            for p, s in zip(params, surprise))
-        outs.append(read_memory(memory, params, phi_q[:, :, t]))
+        outs.append(_read(memory, params, phi_q[:, :, t]))
     if not outs:
         return Tensor(get_xp(q.data).zeros(v.shape, dtype=q.dtype)), params
     return ops.stack(outs, axis=2), params
@@ -190,7 +191,7 @@ def omega_memory(q, k, v, theta, eta, alpha, params0, window=1, gamma=None, feat
     def chunk_gradients(base, t0, t1):
         lo = max(0, t0 - w + 1)
         at_base = tuple(ops.expand_dims(p, 2) for p in base)
-        per_token = memory_gradient(memory, at_base, phi_k[:, :, lo:t1], v[:, :, lo:t1])
+        per_token = _gradient(memory, at_base, phi_k[:, :, lo:t1], v[:, :, lo:t1])
         weight = _expand(gamma[:, :, lo:t1])
         band = _band(t1 - t0, lo, t0, w, q)
         return tuple(ops.einsum("ti,bhi...->bht...", band, weight * g) for g in per_token)

@@ -157,7 +157,7 @@ def test_bad_inputs_are_named():
         associative_write(A, z, mm.tensor(np.ones((2, 4, 7), dtype=np.int64)), v, b)
     with pytest.raises(TypeError, match="associative_read: argument 'A' must be a Tensor"):
         associative_read(np.zeros((2, 7, 3)), z, k)
-    with pytest.raises(ValueError, match="associative_read: eps must be a real > 0"):
+    with pytest.raises(ValueError, match="associative_read: eps must be > 0"):
         associative_read(A, z, k, eps=0.0)
     with pytest.raises(ValueError, match=r"normalizer_gain: k must have shape \(B, n, d_phi\)"):
         normalizer_gain(z, k[..., :3])

@@ -115,7 +115,7 @@ def test_bad_inputs():
         feature_map(x, "relu", nu=2)
     with pytest.raises(ValueError, match="feature_map: nu must be an int >= 1, got 0"):
         feature_map(x, "dpfp", nu=0)
-    with pytest.raises(ValueError, match="feature_map: degree must be an int >= 0"):
+    with pytest.raises(TypeError, match="feature_map: degree must be an int >= 0"):
         feature_map(x, "poly", degree=1.5)
     with pytest.raises(TypeError, match="feature_map: x must be float32 or float64"):
         feature_map(tensor64(np.ones(3)).astype(np.float16), "relu")

@@ -134,7 +134,7 @@ def test_bad_inputs(rng):
         linear_attention(q, k, v, normalize=1)
     with pytest.raises(TypeError, match="linear_attention: feature_map must be None, a kind"):
         linear_attention(q, k, v, feature_map=3)
-    with pytest.raises(ValueError, match="feature_map: kind must be one of"):
+    with pytest.raises(ValueError, match="linear_attention: feature_map must be one of"):
         linear_attention(q, k, v, feature_map="softmax")
     with pytest.raises(ValueError, match=r"linear_attention: initial_state must have shape "
                                          r"\(B, H, D_k, D_v\) = \(1, 2, 3, 5\)"):
