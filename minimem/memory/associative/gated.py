@@ -183,8 +183,9 @@ class GatedRecurrentCache(Module):
         check_float_tensor("GatedRecurrentCache", "x", x)
         check_nonempty("GatedRecurrentCache", "x", x, axes=(1,) if x.ndim > 1 else ())
         if x.ndim != 3 or x.shape[2] != self.d_model:
+            got = getattr(x, "shape", type(x).__name__)
             raise ValueError(f"GatedRecurrentCache: x must be a Tensor (B, T, "
-                             f"{self.d_model}), got {getattr(x, 'shape', type(x).__name__)}")
+                             f"{self.d_model}), got {got}")
         _check_tensor_shape("GatedRecurrentCache", "cache", cache,
                             (x.shape[0], self.n_cache, self.d_model))
         # Exercise 55.3 (2 pt): pool the segment to m rows (self.pool), compute the gate from
