@@ -34,7 +34,8 @@ import numpy as np
 
 from ...autograd import Tensor, ops
 from ...backend import get_xp
-from ...checks import check_float_tensor, check_int, check_ndim, check_real, check_shape
+from ...checks import check_float_tensor, check_int, check_ndim, check_shape
+from .prefix import check_qkv, check_scale
 
 NEG = -1e30  # a masked logit: exp underflows to exactly 0, never NaN
 
@@ -62,18 +63,11 @@ def insert_landmarks(tokens, block, landmark_id):
 
 
 def _check(fn, q, k, v, block, top_k, scale):
-    for name, x in (("q", q), ("k", k), ("v", v)):
-        check_float_tensor(fn, name, x, float16=False)
-        check_ndim(fn, name, x, 4)
-    B, H, T, D = q.shape
-    check_shape(fn, "k", k, (B, H, T, D), "B, H, T, D")
-    check_shape(fn, "v", v, (B, H, T, None), "B, H, T, D_v")
+    B, H, T, D = check_qkv(fn, q, k, v)
     b = check_int(fn, "block", block, low=1)
     if top_k is not None:
         check_int(fn, "top_k", top_k, low=1)
-    scale = D ** -0.5 if scale is None else check_real(fn, "scale", scale, low=0,
-                                                      low_open=True)
-    return b, scale
+    return b, check_scale(fn, scale, D)
 
 
 def _pad_keys(x, Tp):

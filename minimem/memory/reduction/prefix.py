@@ -42,19 +42,36 @@ from ..sparse import Partial, empty_partial, finish_partial, merge_partials
 MODES = ("scan", "recurrent")
 
 
-def _check_prefix_args(fn, q, k, v, scale):
-    for name, x, nd in (("q", q, 3), ("k", k, 4), ("v", v, 4)):
+def check_qkv(fn, q, k, v, one_query=False, names=("q", "k", "v"), T="T"):
+    """The boundary of this chapter's attentions: floating q, k, v (not float16) with
+    q (B, H, T, D) and k of the same shape, or, with ``one_query``, q (B, H, D_k) and
+    k (B, H, T, D_k); v (B, H, T, D_v). ``names`` and ``T`` are what the caller calls them.
+    Returns (B, H, T, D)."""
+    nq, nk, nv = names
+    for name, x, nd in ((nq, q, 3 if one_query else 4), (nk, k, 4), (nv, v, 4)):
         check_float_tensor(fn, name, x, float16=False)
         check_ndim(fn, name, x, nd)
-    B, H, D = q.shape
-    check_shape(fn, "k", k, (B, H, None, D), "B, H, T, D_k")
-    T = k.shape[2]
+    if one_query:
+        B, H, D = q.shape
+        check_shape(fn, nk, k, (B, H, None, D), f"B, H, {T}, D_k")
+        n = k.shape[2]
+    else:
+        B, H, n, D = q.shape
+        check_shape(fn, nk, k, (B, H, n, D), f"B, H, {T}, D")
+    check_shape(fn, nv, v, (B, H, n, None), f"B, H, {T}, D_v")
+    return B, H, n, D
+
+
+def check_scale(fn, scale, D):
+    """``scale`` (None: 1/sqrt(D)) as a positive float."""
+    return D ** -0.5 if scale is None else check_real(fn, "scale", scale, low=0, low_open=True)
+
+
+def _check_prefix_args(fn, q, k, v, scale):
+    B, H, T, D = check_qkv(fn, q, k, v, one_query=True)
     if T < 1:
         raise ValueError(f"{fn}: k must hold at least one key (T >= 1), got shape {k.shape}")
-    check_shape(fn, "v", v, (B, H, T, None), "B, H, T, D_v")
-    if scale is None:
-        return D ** -0.5
-    return check_real(fn, "scale", scale, low=0, low_open=True)
+    return check_scale(fn, scale, D)
 
 
 def token_partials(q, k, v, scale):

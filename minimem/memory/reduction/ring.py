@@ -42,14 +42,11 @@ from ...autograd.function import Function
 from ...backend import get_xp
 from ...checks import (
     check_bool,
-    check_float_tensor,
     check_int,
-    check_ndim,
-    check_real,
     check_same_dtype,
-    check_shape,
 )
 from ..sparse import empty_partial, finish_partial, merge_partials, partial_attention
+from .prefix import check_qkv, check_scale
 
 SKIP, DIAGONAL, FULL = 0, 1, 2  # what device r does with the block it holds at a step
 
@@ -88,17 +85,12 @@ def causal_block_counts(n_devices):
 
 
 def _check_ring_args(fn, q, k, v, causal, scale):
-    for name, x in (("q", q), ("k", k), ("v", v)):
-        check_float_tensor(fn, name, x, float16=False)
-        check_ndim(fn, name, x, 4)
-    B, H, T, D = q.shape
-    check_shape(fn, "k", k, (B, H, T, D), "B, H, T, D")
-    check_shape(fn, "v", v, (B, H, T, None), "B, H, T, D_v")
+    B, H, T, D = check_qkv(fn, q, k, v)
     check_same_dtype(fn, ("q", "k", "v"), q, k, v)
     check_bool(fn, "causal", causal)
     if T < 1:
         raise ValueError(f"{fn}: q must hold at least one position (T >= 1), got {q.shape}")
-    return D ** -0.5 if scale is None else check_real(fn, "scale", scale, low=0, low_open=True)
+    return check_scale(fn, scale, D)
 
 
 def _diagonal_mask(n, xp):

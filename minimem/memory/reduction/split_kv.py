@@ -17,8 +17,9 @@ from __future__ import annotations
 import numpy as np
 
 from ...autograd import ops
-from ...checks import check_float_tensor, check_int, check_ndim, check_real, check_shape
+from ...checks import check_int
 from ..sparse import finish_partial, merge_partials, partial_attention
+from .prefix import check_qkv, check_scale
 
 
 def split_bounds(S, n_splits):
@@ -45,18 +46,12 @@ def split_kv_decode(q, k_cache, v_cache, n_splits, scale=None):
     """One decoding step: q (B, H, D_k) over a cache k_cache (B, H, S, D_k), v_cache
     (B, H, S, D_v) cut into ``n_splits`` parts (1 <= n_splits <= S). Returns (B, H, D_v)."""
     fn = "split_kv_decode"
-    for name, x, nd in (("q", q, 3), ("k_cache", k_cache, 4), ("v_cache", v_cache, 4)):
-        check_float_tensor(fn, name, x, float16=False)
-        check_ndim(fn, name, x, nd)
-    B, H, D = q.shape
-    check_shape(fn, "k_cache", k_cache, (B, H, None, D), "B, H, S, D_k")
-    S = k_cache.shape[2]
-    check_shape(fn, "v_cache", v_cache, (B, H, S, None), "B, H, S, D_v")
+    _, _, S, D = check_qkv(fn, q, k_cache, v_cache, one_query=True,
+                           names=("q", "k_cache", "v_cache"), T="S")
     n = check_int(fn, "n_splits", n_splits, low=1, high=max(S, 1))
     if S < 1:
         raise ValueError(f"{fn}: the cache must hold at least one key, got {k_cache.shape}")
-    scale = D ** -0.5 if scale is None else check_real(fn, "scale", scale, low=0,
-                                                      low_open=True)
+    scale = check_scale(fn, scale, D)
     q1 = ops.expand_dims(q, 2)                         # (B, H, 1, D_k)
     parts = [partial_attention(q1, k_cache[:, :, a:b], v_cache[:, :, a:b], None, scale)
              for a, b in split_bounds(S, n)]
