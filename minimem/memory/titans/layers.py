@@ -250,6 +250,14 @@ class TitansMAC(Module):
         return f"segment={self.segment}, n_persistent={self.n_persistent}"
 
 
+def _check_windowed(fn, d_model, n_heads, window, n_persistent, memory, chunk_size, theta_max):
+    """The arguments MAG and MAL share: heads, the memory's options, the attention window."""
+    _check_heads(fn, d_model, n_heads)
+    _check_memory_options(fn, memory, chunk_size, theta_max)
+    check_int(fn, "window", window, low=1)
+    check_int(fn, "n_persistent", n_persistent, low=0)
+
+
 class TitansMAG(Module):
     """Memory as gate: sliding-window attention (with persistent tokens) and the neural
     memory side by side, mixed per channel by :math:`g = \\sigma(W_g x)`."""
@@ -257,10 +265,8 @@ class TitansMAG(Module):
     def __init__(self, d_model, n_heads, window, n_persistent=4, memory="linear",
                  chunk_size=1, theta_max=1.0, seed=None):
         super().__init__()
-        _check_heads("TitansMAG", d_model, n_heads)
-        _check_memory_options("TitansMAG", memory, chunk_size, theta_max)
-        check_int("TitansMAG", "window", window, low=1)
-        check_int("TitansMAG", "n_persistent", n_persistent, low=0)
+        _check_windowed("TitansMAG", d_model, n_heads, window, n_persistent, memory, chunk_size,
+                        theta_max)
         rng = get_rng(seed)
         self.d_model = d_model
         self.attn = SlidingWindowAttention(d_model, n_heads, window, n_persistent, seed=rng)
@@ -282,10 +288,8 @@ class TitansMAL(Module):
     def __init__(self, d_model, n_heads, window, n_persistent=4, memory="linear",
                  chunk_size=1, theta_max=1.0, seed=None):
         super().__init__()
-        _check_heads("TitansMAL", d_model, n_heads)
-        _check_memory_options("TitansMAL", memory, chunk_size, theta_max)
-        check_int("TitansMAL", "window", window, low=1)
-        check_int("TitansMAL", "n_persistent", n_persistent, low=0)
+        _check_windowed("TitansMAL", d_model, n_heads, window, n_persistent, memory, chunk_size,
+                        theta_max)
         rng = get_rng(seed)
         self.d_model = d_model
         self.memory = NeuralMemory(d_model, n_heads, memory, theta_max=theta_max,
