@@ -172,18 +172,24 @@ def check_exercises(ids, root=None, run=True) -> int:
     return subprocess.run([sys.executable, *cmd], cwd=root, check=False).returncode
 
 
+def reachable(start, edges: dict) -> set:
+    """``start`` and everything reachable from it through ``edges`` (key -> its successors);
+    keys absent from ``edges`` are dropped."""
+    seen, todo = set(), list(start)
+    while todo:
+        node = todo.pop()
+        if node in seen or node not in edges:
+            continue
+        seen.add(node)
+        todo.extend(edges[node])
+    return seen
+
+
 def needs_closure(ids, regions: dict) -> list[str]:
     """``ids`` and every exercise they need, directly or not, in id order."""
     from .markers import sort_key
 
-    seen, todo = set(), list(ids)
-    while todo:
-        ex_id = todo.pop()
-        if ex_id in seen or ex_id not in regions:
-            continue
-        seen.add(ex_id)
-        todo.extend(regions[ex_id].needs)
-    return sorted(seen, key=sort_key)
+    return sorted(reachable(ids, {x: r.needs for x, r in regions.items()}), key=sort_key)
 
 
 def exercises_cli(args) -> int:

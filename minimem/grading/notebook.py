@@ -61,15 +61,9 @@ def _chapter_id(chapter: str) -> str:
 def _builds_on(ch_id: str) -> set[str]:
     from ..chapters import CHAPTERS
 
-    rows = {ch.id: ch for ch in CHAPTERS}
-    seen, todo = set(), [ch_id]
-    while todo:
-        c = todo.pop()
-        if c in seen or c not in rows:
-            continue
-        seen.add(c)
-        todo.extend(rows[c].requires)
-    return {str(int(c)) for c in seen}
+    from . import reachable
+
+    return {str(int(c)) for c in reachable([ch_id], {ch.id: ch.requires for ch in CHAPTERS})}
 
 
 def exercises_of(chapter: str, root=None) -> list:
