@@ -67,7 +67,7 @@ def test_mqar_errors():
         mqar(8, 64, 4, 10)       # keys from [1, 4): only 3
     with pytest.raises(TypeError, match="mqar: n_kv must be an int"):
         mqar(64, 64, 2.5, 10)
-    with pytest.raises(ValueError, match="mqar: n_examples must be >= 1"):
+    with pytest.raises(ValueError, match="mqar: n_examples must be an int >= 1"):
         mqar(64, 64, 4, 0)
     with pytest.raises(TypeError, match="seed"):
         mqar(64, 64, 4, 10, seed=-1)

@@ -81,5 +81,5 @@ def test_bad_arguments_are_named():
         facts_in_noise(9, 2, 8, 2)
     with pytest.raises(ValueError, match="facts_in_noise: n_questions must be <="):
         facts_in_noise(2, 3, 8, 2, n_questions=3)
-    with pytest.raises(ValueError, match="facts_in_noise: n_segments must be >= 2"):
+    with pytest.raises(ValueError, match="facts_in_noise: n_segments must be an int >= 2"):
         facts_in_noise(1, 1, 8, 2)

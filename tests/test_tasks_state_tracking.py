@@ -51,7 +51,7 @@ def test_permutation_word_composes_left():
 
 
 def test_bad_inputs():
-    with pytest.raises(ValueError, match="modular_counting: modulus must be >= 2, got 1"):
+    with pytest.raises(ValueError, match="modular_counting: modulus must be an int >= 2, got 1"):
         modular_counting(2, 4, modulus=1)
     with pytest.raises(TypeError, match="parity: seq_len must be an int"):
         parity(2, 4.0)
@@ -59,5 +59,5 @@ def test_bad_inputs():
         parity(2, 4, targets="first")
     with pytest.raises(ValueError, match="permutation_word: n must be <= 6"):
         permutation_word(2, 4, n=7)
-    with pytest.raises(ValueError, match="modular_counting: n_examples must be >= 1"):
+    with pytest.raises(ValueError, match="modular_counting: n_examples must be an int >= 1"):
         modular_counting(0, 4)

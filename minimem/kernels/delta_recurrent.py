@@ -43,12 +43,12 @@ unchanged on CuPy arrays.
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 from numba import prange
 
 from ..backend import get_xp
+from ..checks import check_int
 from ._jit import jit
 
 DEFAULT_CHECKPOINT = 64   # tokens between stored states: the backward replays this many
@@ -304,9 +304,7 @@ def _n_segments(T, checkpoint):
 def check_tokens(fn, name, value):
     """``value`` (a count of tokens: ``checkpoint``, ``chunk_size``) as an int >= 1, bool
     rejected: the kernels divide and index by it."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{fn}: {name} must be a positive int (tokens), got {value!r}")
-    return int(value)
+    return check_int(fn, name, value, low=1)
 
 
 def _check(fn, q, k, v, beta, g, S):

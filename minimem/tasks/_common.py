@@ -5,16 +5,14 @@ import numbers
 
 import numpy as np
 
+from .. import checks
+
 IGNORE = -100  # the target of a position that takes no loss (cross_entropy's ignore_index)
 
 
 def check_int(fn, name, value, low=1):
-    """``value`` must be a Python/NumPy int >= ``low``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{fn}: {name} must be an int, got {type(value).__name__} {value!r}")
-    if value < low:
-        raise ValueError(f"{fn}: {name} must be >= {low}, got {value}")
-    return int(value)
+    """``value`` must be a Python/NumPy int >= ``low`` (a size or a count: >= 1 unless said)."""
+    return checks.check_int(fn, name, value, low=low)
 
 
 def make_rng(fn, seed):

@@ -97,11 +97,14 @@ def test_kernel_rejects_bad_shapes(rng):
         recurrent_backward(q, k, v, beta, g, ckpts, 1.0, v[:, :-1], S0, checkpoint=4)
 
 
-@pytest.mark.parametrize("bad", [0, -3, 2.0, True, None])
-def test_kernel_rejects_bad_checkpoint(rng, bad):
+@pytest.mark.parametrize("bad, error, got", [(0, ValueError, "0"), (-3, ValueError, "-3"),
+                                             (2.0, TypeError, "float 2.0"),
+                                             (True, TypeError, "bool True"),
+                                             (None, TypeError, "NoneType")])
+def test_kernel_rejects_bad_checkpoint(rng, bad, error, got):
     q, k, v, beta, g, S0 = _inputs(rng)
-    with pytest.raises(ValueError, match=f"recurrent_forward: checkpoint must be a positive "
-                                         f"int \\(tokens\\), got {bad!r}"):
+    with pytest.raises(error, match=f"recurrent_forward: checkpoint must be an int >= 1, "
+                                    f"got {got}$"):
         recurrent_forward(q, k, v, beta, g, S0, 1.0, checkpoint=bad)
 
 

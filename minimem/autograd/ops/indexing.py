@@ -1,13 +1,12 @@
 """Selection and scatter: where, take_along_axis, index_add, topk, and device moves."""
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 
 from ...backend import get_xp
 from ...backend import to_device as _move_array
-from ...checks import check_bool, check_index_bounds
+from ...checks import check_bool, check_index_bounds, check_int
 from ..function import Function
 from ..tensor import Tensor
 from ._util import broadcast_shape, check_real_tensor, check_tensor, normalize_axis
@@ -138,8 +137,7 @@ def topk(x, k, axis=-1, largest=True):
     check_real_tensor("topk", "x", x)
     (ax,) = normalize_axis("topk", axis, x.ndim)
     n = x.shape[ax]
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= n:
-        raise ValueError(f"topk: k must be an int in [1, {n}], got {k!r}")
+    k = check_int("topk", "k", k, low=1, high=n)
     check_bool("topk", "largest", largest)
     xp = get_xp(x.data)
     if largest and x.dtype.kind == "f" and bool(xp.isnan(x.data).any()):

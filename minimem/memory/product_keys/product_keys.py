@@ -46,7 +46,6 @@ training comparison, cost) are in :mod:`minimem.memory.product_keys.lab`.
 """
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 
@@ -55,6 +54,7 @@ from ...autograd.function import Function
 from ...autograd.sparse import RowSparseGrad
 from ...autograd.tensor import Tensor
 from ...backend import get_xp
+from ...checks import check_int
 from ...kernels.product_topk import picked_scores_backward, product_topk
 from ...kernels.topk import topk_inner_product
 from ...kernels.weighted_read import (gather_weighted_rows, gather_weighted_rows_grad_w,
@@ -92,8 +92,7 @@ def _check_search(fn, q1, q2, C1, C2, k):
         raise ValueError(f"{fn}: q1, q2 must both have shape {exp} with d/2 = {C1.shape[-1]}, "
                          f"got {q1.shape} and {q2.shape}")
     n = C1.shape[-2]
-    if isinstance(k, bool) or not isinstance(k, numbers.Integral) or not 1 <= k <= n * n:
-        raise ValueError(f"{fn}: k must be an int in [1, n^2 = {n * n}], got {k!r}")
+    check_int(fn, "k", k, low=1, high=n * n)  # at most n^2 slots exist
     return q1, q2, C1, C2
 
 

@@ -33,7 +33,6 @@ that are not Tensors pass through untouched.
 """
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -43,6 +42,7 @@ from ...autograd import ops
 from ...autograd.function import enable_grad, no_grad
 from ...autograd.tensor import Tensor
 from ...backend import get_xp
+from ...checks import check_int
 from ...nn import Module
 
 # ---- memory structures ----------------------------------------------------------------------
@@ -138,9 +138,8 @@ def _check_args(fn_name, cell, memory0, segments, loss_fn, window):
         got = f"an empty {type(segments).__name__}" if isinstance(segments, (list, tuple)) \
             else type(segments).__name__
         raise ValueError(f"{fn_name}: segments must be a non-empty list, got {got}")
-    if window is not None and (not isinstance(window, numbers.Integral) or isinstance(window, bool)
-                               or window < 1):
-        raise ValueError(f"{fn_name}: window must be None or an int >= 1, got {window!r}")
+    if window is not None:
+        check_int(fn_name, "window", window, low=1)
     return list(segments)
 
 

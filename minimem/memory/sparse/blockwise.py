@@ -22,14 +22,13 @@ treated as a constant (no gradient flows through it) and ``l`` and ``O`` carry t
 """
 from __future__ import annotations
 
-import numbers
 from typing import NamedTuple
 
 import numpy as np
 
 from ...autograd import Tensor, ops
 from ...backend import get_xp
-from ...checks import check_bool, check_float_tensor, check_real
+from ...checks import check_bool, check_float_tensor, check_int, check_real
 
 
 class Partial(NamedTuple):
@@ -134,12 +133,7 @@ def blockwise_attention(q, k, v, causal=True, block_size=64, scale=None):
     if q.shape[-1] != k.shape[-1] or k.shape[-2] != v.shape[-2]:
         raise ValueError(f"blockwise_attention: expected q (..., T, D), k (..., S, D), v (..., S,"
                          f" Dv); got q {q.shape}, k {k.shape}, v {v.shape}")
-    if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral):
-        raise TypeError(f"blockwise_attention: block_size must be a positive int, got "
-                        f"{block_size!r}")
-    if block_size < 1:
-        raise ValueError(f"blockwise_attention: block_size must be a positive int, got "
-                         f"{block_size!r}")
+    block_size = check_int("blockwise_attention", "block_size", block_size, low=1)
     xp = get_xp(q.data)
     T, S = q.shape[-2], k.shape[-2]
     state = empty_partial(q.shape, v.shape[-1], q.dtype, xp)

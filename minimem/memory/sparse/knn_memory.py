@@ -18,14 +18,14 @@ flows into what is stored (gradients reach the queries, the local path and the g
 """
 from __future__ import annotations
 
-import numbers
 from typing import NamedTuple
 
 import numpy as np
 
 from ...autograd import Tensor, ops
 from ...backend import get_default_dtype, get_xp
-from ...checks import check_bool, check_finite, check_float_array, check_float_tensor, check_real
+from ...checks import (check_bool, check_finite, check_float_array, check_float_tensor, check_int,
+                      check_real)
 from ...kernels.topk import batched_topk_inner_product
 from .blockwise import Partial, empty_partial, finish_partial, merge_partials, partial_attention
 
@@ -51,10 +51,7 @@ class KNNMemory:
 
     def __init__(self, capacity, d_k, d_v, dtype=None):
         for name, val in (("capacity", capacity), ("d_k", d_k), ("d_v", d_v)):
-            if isinstance(val, bool) or not isinstance(val, numbers.Integral):
-                raise TypeError(f"KNNMemory: {name} must be a positive int, got {val!r}")
-            if val < 1:
-                raise ValueError(f"KNNMemory: {name} must be a positive int, got {val!r}")
+            check_int("KNNMemory", name, val, low=1)
         self.capacity, self.d_k, self.d_v = int(capacity), int(d_k), int(d_v)
         self.dtype = np.dtype(dtype or get_default_dtype())
         self.clear()
@@ -106,10 +103,7 @@ class KNNMemory:
         if queries.ndim != 4 or queries.shape[-1] != self.d_k:
             raise ValueError(f"KNNMemory.search: queries must be (B, H, T, {self.d_k}), got "
                              f"{queries.shape}")
-        if isinstance(topk, bool) or not isinstance(topk, numbers.Integral):
-            raise TypeError(f"KNNMemory.search: topk must be a positive int, got {topk!r}")
-        if topk < 1:
-            raise ValueError(f"KNNMemory.search: topk must be a positive int, got {topk!r}")
+        check_int("KNNMemory.search", "topk", topk, low=1)
         B, H, T = queries.shape[:3]
         xp = get_xp(queries)
         k = min(int(topk), self.size)

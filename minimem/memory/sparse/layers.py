@@ -7,13 +7,12 @@
 """
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 
 from ...autograd import Tensor
 from ...backend import get_rng
-from ...checks import check_heads
+from ...checks import check_heads, check_int
 from ...nn.attention import MultiHeadAttention, merge_heads, split_heads
 from ...nn.layers import Linear
 from ...nn.module import Module, Parameter
@@ -38,12 +37,7 @@ class SparseAttention(MultiHeadAttention):
         if not isinstance(pattern, str) or pattern not in KINDS:
             raise ValueError(f"SparseAttention: pattern must be one of {KINDS}, got {pattern!r}")
         super().__init__(d_model, n_heads, causal=causal, bias=bias, seed=seed)
-        if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral):
-            raise TypeError(f"SparseAttention: block_size must be a positive int, got "
-                            f"{block_size!r}")
-        if block_size < 1:
-            raise ValueError(f"SparseAttention: block_size must be a positive int, got "
-                             f"{block_size!r}")
+        check_int("SparseAttention", "block_size", block_size, low=1)
         block_layout(pattern, 1, **params)  # validates pattern and params now, not at forward
         self.pattern, self.block_size, self.params = pattern, int(block_size), params
         self.layer = layer

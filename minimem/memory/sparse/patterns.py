@@ -30,19 +30,12 @@ For ``strided`` and ``fixed`` the default ``l`` is :math:`\lceil\sqrt{T}\rceil`,
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
+from ...checks import check_int
+
 KINDS = ("causal", "local", "strided", "fixed", "longformer", "bigbird")
-
-
-def _check_int(fn, name, value, low):
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{fn}: {name} must be an int, got {type(value).__name__}")
-    if value < low:
-        raise ValueError(f"{fn}: {name} must be >= {low}, got {value}")
-    return int(value)
 
 
 def _grid(T):
@@ -53,8 +46,8 @@ def _grid(T):
 
 def strided_mask(T, l):
     """Strided pattern: previous ``l`` positions (self included) and every l-th one before."""
-    T = _check_int("strided_mask", "T", T, 1)
-    l = _check_int("strided_mask", "l", l, 1)
+    T = check_int("strided_mask", "T", T, low=1)
+    l = check_int("strided_mask", "l", l, low=1)
     i, j = _grid(T)
     # Exercise 40.1 (2 pt): the strided mask (Child et al. 2019): True where 0 <= i - j < l, or
     #   j <= i and (i - j) is a multiple of l. Return a boolean (T, T) array named `mask`.
@@ -67,9 +60,9 @@ def strided_mask(T, l):
 
 def fixed_mask(T, l, c):
     """Fixed pattern: your own block of length ``l`` and the last ``c`` positions of every block."""
-    T = _check_int("fixed_mask", "T", T, 1)
-    l = _check_int("fixed_mask", "l", l, 1)
-    c = _check_int("fixed_mask", "c", c, 0)
+    T = check_int("fixed_mask", "T", T, low=1)
+    l = check_int("fixed_mask", "l", l, low=1)
+    c = check_int("fixed_mask", "c", c, low=0)
     if c > l:
         raise ValueError(f"fixed_mask: c must be <= l, got c={c}, l={l}")
     i, j = _grid(T)
@@ -85,19 +78,19 @@ def fixed_mask(T, l, c):
 
 def factorized_masks(kind, T, **params):
     """The two heads (A1, A2) whose union is the ``strided`` or ``fixed`` pattern."""
-    i, j = _grid(_check_int("factorized_masks", "T", T, 1))
+    i, j = _grid(check_int("factorized_masks", "T", T, low=1))
     l = _default_l(T, params.get("l"), "factorized_masks")
     if kind == "strided":
         d = i - j
         return (d >= 0) & (d < l), (d >= 0) & (d % l == 0)
     if kind == "fixed":
-        c = _check_int("factorized_masks", "c", params.get("c", max(1, l // 8)), 0)
+        c = check_int("factorized_masks", "c", params.get("c", max(1, l // 8)), low=0)
         return (j <= i) & (i // l == j // l), (j <= i) & (j % l >= l - c)
     raise ValueError(f"factorized_masks: kind must be 'strided' or 'fixed', got {kind!r}")
 
 
 def _default_l(T, l, fn):
-    return math.isqrt(T - 1) + 1 if l is None else _check_int(fn, "l", l, 1)
+    return math.isqrt(T - 1) + 1 if l is None else check_int(fn, "l", l, low=1)
 
 
 def _bigbird_blocks(n, w, g, r, seed):
@@ -131,12 +124,12 @@ def sparse_mask(kind, T, **params):
     if extra:
         raise TypeError(f"sparse_mask: unexpected parameter(s) {sorted(extra)} for kind "
                         f"{kind!r}; it takes {sorted(_PARAMS[kind]) or 'none'}")
-    T = _check_int("sparse_mask", "T", T, 1)
+    T = check_int("sparse_mask", "T", T, low=1)
     i, j = _grid(T)
     if kind == "causal":
         return j <= i
     if kind == "local":
-        w = _check_int("sparse_mask", "w", params.get("w", 3), 1)
+        w = check_int("sparse_mask", "w", params.get("w", 3), low=1)
         return (i - j >= 0) & (i - j < w)
     if kind == "strided":
         return strided_mask(T, _default_l(T, params.get("l"), "sparse_mask"))
@@ -144,25 +137,25 @@ def sparse_mask(kind, T, **params):
         l = _default_l(T, params.get("l"), "sparse_mask")
         return fixed_mask(T, l, params.get("c", max(1, l // 8)))
     if kind == "longformer":
-        w = _check_int("sparse_mask", "w", params.get("w", 1), 0)
+        w = check_int("sparse_mask", "w", params.get("w", 1), low=0)
         g = np.asarray(params.get("global_tokens", (0,)), dtype=np.int64).reshape(-1)
         if g.size and (g.min() < 0 or g.max() >= T):
             raise ValueError(f"sparse_mask: global_tokens must lie in [0, {T}), got {g.tolist()}")
         is_global = np.zeros(T, dtype=bool)
         is_global[g] = True
         return (np.abs(i - j) <= w) | is_global[:, None] | is_global[None, :]
-    block = _check_int("sparse_mask", "block", params.get("block", 1), 1)
+    block = check_int("sparse_mask", "block", params.get("block", 1), low=1)
     n = -(-T // block)
-    layout = _bigbird_blocks(n, _check_int("sparse_mask", "w", params.get("w", 1), 0),
-                             _check_int("sparse_mask", "g", params.get("g", 1), 0),
-                             _check_int("sparse_mask", "r", params.get("r", 1), 0),
+    layout = _bigbird_blocks(n, check_int("sparse_mask", "w", params.get("w", 1), low=0),
+                             check_int("sparse_mask", "g", params.get("g", 1), low=0),
+                             check_int("sparse_mask", "r", params.get("r", 1), low=0),
                              params.get("seed", 0))
     return expand_layout(layout, block, T, causal=False)
 
 
 def block_layout(kind, n_blocks, **params):
     """Boolean (n_blocks, n_blocks) layout: the pattern on a grid of blocks (sizes in blocks)."""
-    n_blocks = _check_int("block_layout", "n_blocks", n_blocks, 1)
+    n_blocks = check_int("block_layout", "n_blocks", n_blocks, low=1)
     if not isinstance(kind, str) or kind not in KINDS:
         raise ValueError(f"block_layout: kind must be one of {KINDS}, got {kind!r}")
     if kind == "bigbird" and "block" in params:
@@ -176,8 +169,8 @@ def expand_layout(layout, block_size, T, causal=False):
     if layout.dtype != bool or layout.ndim != 2:
         raise TypeError(f"expand_layout: layout must be a 2-D boolean array, got "
                         f"{layout.dtype} of shape {layout.shape}")
-    block_size = _check_int("expand_layout", "block_size", block_size, 1)
-    T = _check_int("expand_layout", "T", T, 1)
+    block_size = check_int("expand_layout", "block_size", block_size, low=1)
+    T = check_int("expand_layout", "T", T, low=1)
     n = -(-T // block_size)
     if layout.shape != (n, n):
         raise ValueError(f"expand_layout: layout must be ({n}, {n}) for T={T} and block_size="
@@ -193,7 +186,7 @@ def mask_to_layout(mask, block_size):
     if mask.dtype != bool or mask.ndim != 2 or mask.shape[0] != mask.shape[1]:
         raise TypeError(f"mask_to_layout: mask must be a square (T, T) boolean array, got "
                         f"{mask.dtype} of shape {mask.shape}")
-    block_size = _check_int("mask_to_layout", "block_size", block_size, 1)
+    block_size = check_int("mask_to_layout", "block_size", block_size, low=1)
     T = mask.shape[0]
     n = -(-T // block_size)
     padded = np.zeros((n * block_size, n * block_size), dtype=bool)
@@ -217,8 +210,8 @@ def attended_pairs(kind, T, **params):
 def strided_pair_count(T, l):
     """The number of (query, key) pairs of ``strided_mask(T, l)``, in O(1) for any T (a
     length of 10^15 tokens has no mask to count)."""
-    T = _check_int("strided_pair_count", "T", T, 1)
-    l = _check_int("strided_pair_count", "l", l, 1)
+    T = check_int("strided_pair_count", "T", T, low=1)
+    l = check_int("strided_pair_count", "l", l, low=1)
     # Exercise 40.5 (2 pt): derive the closed form of the total, the sum over rows i < T of
     #   min(i + 1, l) + floor(i / l) (the row counts in the module docstring), without a loop
     #   over rows, and return it as an int named `pairs` (exact for T up to 10^15 and beyond).
@@ -238,7 +231,7 @@ def reachability(mask, hops=2):
     exactly where this is True.
     """
     mask = np.asarray(mask, dtype=bool)
-    hops = _check_int("reachability", "hops", hops, 1)
+    hops = check_int("reachability", "hops", hops, low=1)
     a = mask.astype(np.int64)
     reach = mask.copy()
     step = mask.copy()

@@ -23,13 +23,12 @@ Two formulations that must agree: :func:`sparse_attention` (the Numba kernels) a
 """
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 
 from ...autograd import Function, Tensor
 from ...backend import get_xp
-from ...checks import check_bool, check_float_tensor, check_nonempty, check_real
+from ...checks import check_bool, check_float_tensor, check_int, check_nonempty, check_real
 from ...kernels.block_sparse_attention import (
     block_sparse_attention_backward,
     block_sparse_attention_forward,
@@ -70,10 +69,7 @@ def _check_inputs(fn, q, k, v, layout, block_size, scale=None, causal=True):
     if q.shape[:2] != k.shape[:2] or k.shape[:3] != v.shape[:3] or q.shape[-1] != k.shape[-1]:
         raise ValueError(f"{fn}: expected q (B, H, T, D), k (B, H, S, D), v (B, H, S, Dv); got "
                          f"q {q.shape}, k {k.shape}, v {v.shape}")
-    if isinstance(block_size, bool) or not isinstance(block_size, numbers.Integral):
-        raise TypeError(f"{fn}: block_size must be a positive int, got {block_size!r}")
-    if block_size < 1:
-        raise ValueError(f"{fn}: block_size must be a positive int, got {block_size!r}")
+    check_int(fn, "block_size", block_size, low=1)
     if scale is not None:
         check_real(fn, "scale", scale)  # NaN would give zeros in one path, NaN in the other
     check_bool(fn, "causal", causal)

@@ -82,8 +82,8 @@ def test_layer_bad_arguments():
     with pytest.raises(ValueError, match="LinearAttention: chunk_size= .* with "
                                          "mode='recurrent'"):
         LinearAttention(8, 2, mode="recurrent", chunk_size=16)
-    with pytest.raises(ValueError, match=r"GatedDeltaNet: checkpoint must be a positive int "
-                                         r"\(tokens\), got 0"):
+    with pytest.raises(ValueError, match=r"GatedDeltaNet: checkpoint must be an int >= 1, "
+                                         r"got 0"):
         GatedDeltaNet(8, 2, mode="recurrent", checkpoint=0)
     layer = DeltaNet(8, 2)
     with pytest.raises(ValueError, match=r"DeltaNet: expected x of shape \(B, T, 8\)"):

@@ -207,14 +207,17 @@ def test_bad_inputs_raise_clear_errors(rng):
         gated_delta_rule(q, k, v, beta, None)
 
 
-@pytest.mark.parametrize("bad", [0, -2, 2.5, True, "8"])
-def test_bad_checkpoint_and_chunk_size_raise(rng, bad):
+@pytest.mark.parametrize("bad, error, got", [(0, ValueError, "0"), (-2, ValueError, "-2"),
+                                             (2.5, TypeError, "float 2.5"),
+                                             (True, TypeError, "bool True"),
+                                             ("8", TypeError, "str '8'")])
+def test_bad_checkpoint_and_chunk_size_raise(rng, bad, error, got):
+    """A token count is an int >= 1: a wrong value is a ValueError, a wrong kind a TypeError."""
     q, k, v, beta, g, _ = (tensor64(a) for a in _inputs(rng, T=4))
-    with pytest.raises(ValueError, match=f"gated_delta_rule: checkpoint must be a positive int "
-                                         f"\\(tokens\\), got {bad!r}"):
+    with pytest.raises(error, match=f"gated_delta_rule: checkpoint must be an int >= 1, "
+                                    f"got {got}$"):
         gated_delta_rule(q, k, v, beta, g, mode="recurrent", checkpoint=bad)
-    with pytest.raises(ValueError, match=f"delta_rule: chunk_size must be a positive int "
-                                         f"\\(tokens\\), got {bad!r}"):
+    with pytest.raises(error, match=f"delta_rule: chunk_size must be an int >= 1, got {got}$"):
         delta_rule(q, k, v, beta, mode="chunk", chunk_size=bad)
 
 

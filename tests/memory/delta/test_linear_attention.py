@@ -88,8 +88,8 @@ def test_bad_inputs(rng):
         linear_attention(q, k, v, scale="big")
     with pytest.raises(TypeError, match="linear_attention: k must be floating"):
         linear_attention(q, mm.tensor(np.ones(k.shape, dtype=np.int64)), v)
-    with pytest.raises(ValueError, match=r"linear_attention: checkpoint must be a positive int "
-                                         r"\(tokens\), got False"):
+    with pytest.raises(TypeError, match=r"linear_attention: checkpoint must be an int >= 1, "
+                                         r"got bool False"):
         linear_attention(q, k, v, checkpoint=False)
     with pytest.raises(ValueError, match="linear_attention: checkpoint= .* with mode='chunk'"):
         linear_attention(q, k, v, mode="chunk", checkpoint=4)

@@ -240,7 +240,7 @@ def test_errors():
     cell, m0 = segment_cell(model), model.init_memory(B)
     with pytest.raises(ValueError, match="mrbp: segments must be a non-empty list"):
         mrbp(cell, m0, [], segment_loss)
-    with pytest.raises(ValueError, match="mrbp: window must be None or an int >= 1, got 0"):
+    with pytest.raises(ValueError, match="mrbp: window must be an int >= 1, got 0"):
         mrbp(cell, m0, segs, segment_loss, window=0)
     with pytest.raises(TypeError, match="bptt: cell must be callable"):
         bptt(None, m0, segs, segment_loss)

@@ -125,7 +125,7 @@ def test_pattern_errors_are_clear():
         sparse_mask("local", 8, l=3)
     with pytest.raises(ValueError, match="fixed_mask: c must be <= l"):
         fixed_mask(8, 2, 3)
-    with pytest.raises(ValueError, match="strided_mask: l must be >= 1"):
+    with pytest.raises(ValueError, match="strided_mask: l must be an int >= 1"):
         strided_mask(8, 0)
     with pytest.raises(ValueError, match="expand_layout: layout must be"):
         expand_layout(np.ones((3, 3), bool), 4, 20)
