@@ -247,7 +247,9 @@ def mqar_experiment(vocab_size=64, seq_len=64, n_kv=4, d_model=64, n_layers=2, n
     linear warm-up then cosine decay over ``steps``, ``n_train`` training examples, evaluation
     every ``eval_every`` steps on ``n_eval`` held-out examples (seed ``10_000 + seed``), early
     stop at ``target_accuracy``. The defaults reach 0.99 at ``seq_len=64, n_kv=4, vocab=64``
-    in ~200 steps. Returns ``(model, history, (eval_inputs, eval_targets))``.
+    in ~200 steps (seed 2: 175). Chapter 1 runs ``seq_len=24`` on seeds 0, 1, 2 (about a
+    third of the cost per step); there seeds 0-9 all reach 0.99, in 150-400 steps.
+    Returns ``(model, history, (eval_inputs, eval_targets))``.
     """
     from .nn import TransformerLM
     from .optim import AdamW, WarmupCosine

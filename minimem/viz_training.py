@@ -1,7 +1,9 @@
-"""Plots for training runs and attention: the curves of ``fit``'s history, attention maps.
+"""Plots for training runs and attention: the curves of ``fit``'s histories, attention maps,
+and how strongly each head performs the two steps of the MQAR circuit.
 
-Each function draws on a given matplotlib ``ax`` (or a new figure) and returns the Figure, with
-a title and labelled axes.
+Each ``plot_*`` function draws on the given matplotlib axes (or a new figure) and returns the
+Figure, with a title and labelled axes; ``attention_maps`` and ``induction_scores`` return
+arrays.
 """
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import numpy as np
 
 from .autograd.function import no_grad
 from .backend import to_numpy
+from .checks import check_dtype, check_int
+from .tasks import IGNORE
 
 
 def _axes(ax, figsize):
@@ -55,6 +59,67 @@ def plot_history(history, ax=None, title="training curve", smooth=10):
     return fig
 
 
+def plot_histories(histories, labels=None, axes=None, title="training curves", smooth=10):
+    """Several runs side by side, one colour per run: the training loss (left panel, log
+    scale), the held-out accuracy (right panel, dots) and, faint behind it, the training
+    accuracy (both curves of the training batches smoothed over ``smooth`` steps).
+
+    ``histories``: a list of ``fit`` outputs; ``labels``: one string per run (default
+    ``run 0``, ``run 1``, ...); ``axes``: two matplotlib axes (default: a new figure)."""
+    histories = list(histories)
+    if not histories:
+        raise ValueError("plot_histories: histories is empty (expected a list of fit outputs)")
+    for i, history in enumerate(histories):
+        for key in ("step", "loss", "eval_step", "eval_acc"):
+            if key not in history:
+                raise ValueError(f"plot_histories: histories[{i}] has no '{key}' "
+                                 f"(expected fit's output)")
+    labels = [f"run {i}" for i in range(len(histories))] if labels is None else list(labels)
+    if len(labels) != len(histories):
+        raise ValueError(f"plot_histories: {len(histories)} histories but {len(labels)} "
+                         f"labels")
+    if axes is None:
+        import matplotlib.pyplot as plt
+
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4))
+    loss_ax, acc_ax = axes
+    for i, (history, label) in enumerate(zip(histories, labels)):
+        color = f"C{i % 10}"
+        loss_ax.plot(history["step"], _smooth(history["loss"], smooth), color=color,
+                     label=label)
+        if "train_acc" in history:
+            acc_ax.plot(history["step"], _smooth(history["train_acc"], smooth), color=color,
+                        alpha=0.3, lw=1)
+        acc_ax.plot(history["eval_step"], history["eval_acc"], "o-", color=color,
+                    markersize=3, label=label)
+    loss_ax.set(yscale="log", xlabel="step", ylabel="training loss (cross-entropy)",
+                title=f"{title}: loss")
+    acc_ax.set(ylim=(0, 1.02), xlabel="step",
+               ylabel="accuracy (dots: held-out, faint: training)",
+               title=f"{title}: accuracy")
+    loss_ax.legend()
+    acc_ax.legend(loc="lower right")
+    fig = loss_ax.figure
+    fig.tight_layout()
+    return fig
+
+
+def _attention_weights(fn, model, ids):
+    """Every block's attention weights on the batch ``ids`` (B, T): (layers, B, heads, T, T)."""
+    blocks = getattr(model, "blocks", None)
+    if blocks is None or not all(hasattr(b.mixer, "last_weights") for b in blocks):
+        raise TypeError(f"{fn}: model must have .blocks whose mixers record last_weights "
+                        f"(a TransformerLM with attention), got {type(model).__name__}")
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            model(ids)
+    finally:
+        model.train(was_training)
+    return np.stack([to_numpy(b.mixer.last_weights.data) for b in blocks])
+
+
 def attention_maps(model, tokens):
     """Attention weights of every layer of a ``TransformerLM`` on one sequence.
 
@@ -66,18 +131,62 @@ def attention_maps(model, tokens):
     if ids.ndim != 2 or ids.shape[0] != 1:
         raise ValueError(f"attention_maps: tokens must be one sequence (T,) or (1, T), "
                          f"got shape {np.asarray(tokens).shape}")
-    blocks = getattr(model, "blocks", None)
-    if blocks is None or not all(hasattr(b.mixer, "last_weights") for b in blocks):
-        raise TypeError("attention_maps: model must have .blocks whose mixers record "
-                        "last_weights (a TransformerLM with attention)")
-    was_training = model.training
-    model.eval()
-    try:
-        with no_grad():
-            model(ids)
-    finally:
-        model.train(was_training)
-    return np.stack([to_numpy(b.mixer.last_weights.data)[0] for b in blocks])
+    return _attention_weights("attention_maps", model, ids)[:, 0]
+
+
+def _mqar_value_positions(fn, inputs, targets, n_kv):
+    """The queries (b, t) of MQAR data and the position 2i - 1 of each one's value, where
+    the query holds the key k_i = x_{2i-2} of pair i = 1, ..., n_kv."""
+    x, y = np.asarray(inputs), np.asarray(targets)
+    check_dtype(fn, "inputs", x, "iu")
+    check_dtype(fn, "targets", y, "iu")
+    if x.ndim != 2 or x.shape != y.shape:
+        raise ValueError(f"{fn}: inputs and targets must both be (N, T), got shapes "
+                         f"{x.shape} and {y.shape}")
+    n = check_int(fn, "n_kv", n_kv, low=1, high=x.shape[1] // 2)
+    b, t = np.nonzero(y != IGNORE)
+    if b.size == 0:
+        raise ValueError(f"{fn}: targets has no query (every entry is {IGNORE})")
+    match = x[b, 0:2 * n:2] == x[b, t][:, None]          # (queries, n): which key it holds
+    bad = np.nonzero(match.sum(axis=1) != 1)[0]
+    if bad.size:
+        i = bad[0]
+        raise ValueError(f"{fn}: the token of each query must occur exactly once among the "
+                         f"keys inputs[:, 0:2*n_kv:2] (MQAR's layout); the query at (example "
+                         f"{b[i]}, position {t[i]}) holds {x[b[i], t[i]]}, found "
+                         f"{match[i].sum()} times")
+    return x, b, t, 2 * match.argmax(axis=1) + 1
+
+
+def induction_scores(model, inputs, targets, n_kv, batch_size=256):
+    r"""How strongly each head of a ``TransformerLM`` performs each step of the MQAR circuit.
+
+    On MQAR data (keys at the even and values at the odd positions of the context
+    ``inputs[:, :2*n_kv]``, ``targets != -100`` at the queries), with :math:`A^{(l,h)}` the
+    weights of head h of layer l (rows: query positions):
+
+    * ``previous_token[l, h]``: the mean of :math:`A^{(l,h)}_{j,\,j-1}` over the value
+      positions :math:`j = 1, 3, \dots, 2 n_{kv} - 1` of every example (1: every value
+      reads its key);
+    * ``retrieval[l, h]``: the mean of :math:`A^{(l,h)}_{t,\,2i-1}` over the queries t, where
+      :math:`x_t = k_i = x_{2i-2}` (1: every query reads the value paired with its key).
+
+    Returns ``{"previous_token": (layers, heads), "retrieval": (layers, heads)}``; the model
+    runs in eval mode under ``no_grad``, ``batch_size`` examples at a time.
+    """
+    fn = "induction_scores"
+    x, b, t, value_pos = _mqar_value_positions(fn, inputs, targets, n_kv)
+    batch_size = check_int(fn, "batch_size", batch_size, low=1)
+    j = np.arange(1, 2 * n_kv, 2)                        # the value positions of the context
+    prev_sum = retrieval_sum = 0.0
+    for start in range(0, len(x), batch_size):
+        w = _attention_weights(fn, model, x[start:start + batch_size])
+        w = np.moveaxis(w, (0, 2), (-2, -1))             # (B, T, T, layers, heads)
+        prev_sum = prev_sum + w[:, j, j - 1].sum(axis=(0, 1))
+        mine = (b >= start) & (b < start + batch_size)
+        retrieval_sum = retrieval_sum + w[b[mine] - start, t[mine], value_pos[mine]].sum(0)
+    return {"previous_token": prev_sum / (len(x) * len(j)),
+            "retrieval": retrieval_sum / len(b)}
 
 
 def plot_attention(weights, tokens=None, query=None, ax=None, title="attention weights"):
@@ -128,8 +237,8 @@ def plot_induction_circuit(weights, tokens, query, prev_head, retrieval_head, n_
     for y, label in ((0, "layer 1 input"), (1, "after layer 1"), (2, "after layer 2")):
         for p in shown:
             ax.text(x_of[p], y, tokens[p], ha="center", va="center", fontsize=8,
-                    bbox=dict(boxstyle="round", fc="lightyellow" if p == query else "white",
-                              ec="0.6"))
+                    bbox={"boxstyle": "round", "ec": "0.6",
+                          "fc": "lightyellow" if p == query else "white"})
         ax.text(-1.2, y, label, ha="right", va="center", fontsize=8)
 
     def arrow(src, dst, y0, weight, color):
