@@ -5,7 +5,10 @@ r"""The chapter's experiments: data generated in code, capacity, spurious states
   no downloads.
 * Classical capacity: the final overlap :math:`m = x^\mu \cdot s / N` after recall from a stored
   pattern, against the load :math:`\alpha = P/N` (``capacity_curve``), and the one-step bit
-  error against :math:`\tfrac12(1 - \operatorname{erf}\sqrt{N/2P})` (``one_step_error``).
+  error against :math:`\tfrac12(1 - \operatorname{erf}\sqrt{N/2P})` (``one_step_error``);
+  the load where that error is 0.001 (``one_step_load``) and the critical load
+  :math:`\alpha_c \approx 0.138` of the zero-temperature replica-symmetric equations
+  (``retrieval_load``, ``critical_load``).
 * Dense memory: how many stored patterns are recalled exactly, against P and n.
 * Modern network: the effective number of patterns a fixed point averages,
   :math:`n_{eff} = 1 / \sum_i p_i^2` with :math:`p = \operatorname{softmax}(\beta X^\top \xi^*)`:
@@ -15,12 +18,12 @@ r"""The chapter's experiments: data generated in code, capacity, spurious states
 from __future__ import annotations
 
 import math
-import numbers
 
 import numpy as np
 
 from ... import autograd as ag
 from ...backend import get_rng
+from ...checks import check_int, check_real
 from ...kernels.async_sweeps import async_sweeps
 from .classical import TIE_TOL, ClassicalHopfield, hebbian_weights, sweep_orders
 from .dense import DenseAssociativeMemory
@@ -76,8 +79,7 @@ def make_image_patterns(n_per_class=8, size=16, shapes=SHAPES, binary=True, jitt
     ``binary=True``: pixels +-1 (inside the shape +1); else soft edges tanh(-distance) in [-1, 1].
     ``noise``: the fraction of pixels flipped (binary) or the std of added Gaussian noise.
     """
-    if not isinstance(size, numbers.Integral) or size < 6:
-        raise ValueError(f"make_image_patterns: size must be an int >= 6, got {size!r}")
+    check_int("make_image_patterns", "size", size, low=6)
     rng = get_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float64)
     images, labels = [], []
@@ -131,12 +133,68 @@ def one_step_error_theory(alpha):
     return 0.5 * (1 - np.vectorize(math.erf)(np.sqrt(1 / (2 * a))))
 
 
+def one_step_load(p_err):
+    """The load alpha = P / N at which :func:`one_step_error_theory` equals ``p_err``:
+    alpha = 1 / (2 x^2) with (1 - erf x) / 2 = p_err (x found by bisection; 0.105 for
+    p_err = 0.001)."""
+    p_err = check_real("one_step_load", "p_err", p_err, low=0, high=0.5, low_open=True,
+                       high_open=True)
+    lo, hi = 0.0, 30.0                      # (1 - erf x) / 2 falls from 1/2 at 0 to ~0 at 30
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if 0.5 * math.erfc(mid) > p_err else (lo, mid)
+    return 1.0 / (2.0 * (0.5 * (lo + hi)) ** 2)
+
+
+def retrieval_load(y):
+    r"""The load :math:`\alpha(y) = \tfrac12\big(\operatorname{erf}(y)/y
+    - \tfrac{2}{\sqrt\pi} e^{-y^2}\big)^2` at which :math:`y = m/\sqrt{2\alpha r}` solves
+    the zero-temperature replica-symmetric equations of Amit, Gutfreund and Sompolinsky
+    (the retrieval state then has overlap :math:`m = \operatorname{erf}(y)`); elementwise,
+    ``y > 0``."""
+    y = np.asarray(y, np.float64)
+    if not (np.isfinite(y).all() and (y > 0).all()):
+        raise ValueError(f"retrieval_load: y must be finite and > 0, got {y!r}")
+    erf = np.vectorize(math.erf, otypes=[np.float64])
+    return 0.5 * (erf(y) / y - 2 / math.sqrt(math.pi) * np.exp(-y * y)) ** 2
+
+
+def _critical_y(tol):
+    """The peak y_c of :func:`retrieval_load` (golden-section search on [0.5, 3], where it
+    has its one maximum)."""
+    g = (math.sqrt(5) - 1) / 2
+    a, b = 0.5, 3.0
+    while b - a > tol:
+        c, d = b - g * (b - a), a + g * (b - a)
+        a, b = (a, d) if retrieval_load(c) > retrieval_load(d) else (c, b)
+    return 0.5 * (a + b)
+
+
+def critical_load(tol=1e-12):
+    """``(alpha_c, m_c)``: the largest load with a retrieval state, the maximum of
+    :func:`retrieval_load` over y, and the overlap m_c = erf(y_c) of that state (0.138 and
+    0.967)."""
+    y = _critical_y(check_real("critical_load", "tol", tol, low=0, low_open=True))
+    return float(retrieval_load(y)), math.erf(y)
+
+
+def retrieval_branch(n=200, y_max=5.0):
+    """The retrieval state of the replica-symmetric theory as a curve ``(alphas, m)``: for y
+    from y_c to ``y_max`` the load alpha(y) of :func:`retrieval_load` and m = erf(y), from
+    (alpha_c, m_c) down to small loads where m -> 1 (the branch with the larger overlap,
+    which recall from a stored pattern reaches)."""
+    n = check_int("retrieval_branch", "n", n, low=2)
+    y_c = _critical_y(1e-12)
+    y_max = check_real("retrieval_branch", "y_max", y_max, low=y_c, low_open=True)
+    y = np.linspace(y_c, y_max, n)
+    return retrieval_load(y), np.vectorize(math.erf, otypes=[np.float64])(y)
+
+
 def one_step_error_exact(N, P):
     """The exact probability that one update flips a bit of a stored pattern (random +-1
     patterns, Hebbian weights with W_ii = 0, a tie keeps the bit) at finite N and P."""
     for name, value in (("N", N), ("P", P)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"one_step_error_exact: {name} must be an int >= 1, got {value!r}")
+        check_int("one_step_error_exact", name, value, low=1)
     # Exercise 10.6 (2 pt): derive, without the Gaussian approximation of
     #   one_step_error_theory, the exact one-step bit-error probability p_err for N units and
     #   P random patterns: x_i h_i = (N - 1)/N + (crosstalk), where the crosstalk is a sum of

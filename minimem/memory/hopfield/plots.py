@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .lab import dense_capacity_theory, one_step_error_theory
+from .lab import critical_load, dense_capacity_theory, one_step_error_theory, retrieval_branch
 
 
 def _plt():
@@ -32,11 +32,15 @@ def plot_images(images, size, titles=None, suptitle=None):
 
 
 def plot_capacity(alphas, m, N):
-    """Final overlap m against the load alpha, with alpha_c = 0.138 marked."""
+    """Final overlap m against the load alpha, with the retrieval state of the
+    zero-temperature replica-symmetric theory (N -> infinity), m = erf(y) at the load
+    alpha(y) of :func:`~.lab.retrieval_branch`, and its end alpha_c marked."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3.4))
     ax.plot(alphas, m, "o-", label=f"simulation, N={N}")
-    ax.axvline(0.138, color="gray", ls="--", label=r"$\alpha_c \approx 0.138$")
+    alpha_c, _ = critical_load()
+    ax.plot(*retrieval_branch(), "k-", lw=1, label=r"replica theory, $N \to \infty$")
+    ax.axvline(alpha_c, color="gray", ls="--", label=rf"$\alpha_c = {alpha_c:.3f}$")
     ax.set(xlabel=r"load $\alpha = P/N$", ylabel="final overlap $m$", ylim=(0, 1.05),
            title="Classical Hopfield network: retrieval vs load")
     ax.legend()

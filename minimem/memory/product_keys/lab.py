@@ -13,7 +13,12 @@ the lightest :math:`x` fraction of the slots (the diagonal is even use).
 **Many facts.** A table :math:`f : [n_a] \times [n_b] \to [n_v]` of random facts; the input is
 the two tokens ``(a, b)`` and the model must output ``f(a, b)`` after reading ``b``. With
 :math:`n_a n_b` much larger than what the MLP's weights can hold, the memory's
-:math:`N` value rows win at equal compute (:func:`equal_compute_hidden`).
+:math:`N` value rows win at equal compute (:func:`equal_compute_hidden`). The slot usage
+during training (``checkpoints``) comes from the same runs.
+
+**Seeds.** :func:`compare_pkm_mlp_over_seeds` repeats the comparison per seed (fact table,
+initialization, batches); :class:`Spread` holds a number's mean, standard deviation and range
+over the seeds, and :func:`seed_gaps` the seed-by-seed difference of two models.
 
 **Cost.** :func:`search_cost` times the product search and the flat scan per query for
 growing :math:`N`: :math:`O(\sqrt N\, d)` against :math:`O(N d)`.
@@ -23,14 +28,16 @@ from __future__ import annotations
 import numbers
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 
 from ...autograd.function import no_grad
 from ...autograd.tensor import Tensor
 from ...backend import get_rng, to_numpy
-from .product_keys import flat_key_topk, product_key_topk
+from ...checks import check_choice, check_int
 from .layers import ProductKeyMemory, pkm_ffn
+from .product_keys import flat_key_topk, product_key_topk
 
 
 # ------------------------------------------------------------------------------------------
@@ -41,8 +48,7 @@ def expected_usage(n_slots, k, reads):
     each read picks ``k`` distinct slots uniformly at random, independently of the others:
     the usage an untrained memory would show (the baseline of the usage measured below)."""
     for name, value, low in (("n_slots", n_slots, 1), ("k", k, 1), ("reads", reads, 0)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-            raise ValueError(f"expected_usage: {name} must be an int >= {low}, got {value!r}")
+        check_int("expected_usage", name, value, low=low)
     if k > n_slots:
         raise ValueError(f"expected_usage: k must be <= n_slots = {n_slots}, got {k}")
     # Exercise 30.4 (2 pt): predict that fraction (linearity of expectation: the probability
@@ -155,8 +161,7 @@ def many_facts(n_a, n_b, n_values, seed=0):
     """All ``n_a * n_b`` facts as sequences ``[a, n_a + b]`` with target ``n_a + n_b + f(a, b)``
     at the second position (-100 at the first). Token ids: a, then b, then values."""
     for name, v in (("n_a", n_a), ("n_b", n_b), ("n_values", n_values)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-            raise ValueError(f"many_facts: {name} must be an int >= 1, got {v!r}")
+        check_int("many_facts", name, v, low=1)
     rng = get_rng(seed)
     table = rng.integers(0, n_values, size=(n_a, n_b))
     a, b = np.meshgrid(np.arange(n_a), np.arange(n_b), indexing="ij")
@@ -180,11 +185,13 @@ class FactsRun:
     """One trained model of :func:`compare_pkm_mlp`."""
 
     name: str
+    seed: int
     accuracy: float                 # fraction of all facts recalled after training
-    history: dict                   # minimem.train.fit's history
+    history: dict                   # step, loss, train_acc, eval_step, eval_acc
     flops_per_token: int            # of the feed-forward part (MLP or memory)
     n_params: int
     usage: MemoryUsage | None = None
+    snapshots: list = field(default_factory=list)   # [(step, MemoryUsage)], memories only
     extra: dict = field(default_factory=dict)
 
 
@@ -195,77 +202,202 @@ def _facts_lm(task, d_model, ffn, seed):
                          seed=seed)
 
 
+def _shuffled_batches(task, batch_size, seed):
+    """``step -> (inputs, targets)``: ``batch_size`` facts at a time, reshuffled each epoch;
+    the stream carries on across calls of ``fit``, so training in pieces sees the batches
+    one call would."""
+    rng = get_rng(seed)
+    state = {"perm": np.empty(0, np.int64), "i": 0}
+
+    def next_batch(step):
+        if state["i"] + batch_size > state["perm"].size:
+            state["perm"], state["i"] = rng.permutation(len(task.inputs)), 0
+        idx = state["perm"][state["i"]:state["i"] + batch_size]
+        state["i"] += batch_size
+        return task.inputs[idx], task.targets[idx]
+
+    return next_batch
+
+
+def _train_facts(model, task, steps, opt, batch_size, eval_every, checkpoints, seed,
+                 snapshot):
+    """Train ``model`` on all facts for ``steps`` steps; evaluate on all facts every
+    ``eval_every`` steps and at each of ``checkpoints``, where (with ``snapshot``) the
+    memory's slot usage is also recorded.
+
+    Training runs in pieces between those steps (one batch stream, one optimizer), so the
+    snapshots come from this run itself. Returns ``(history, snapshots)``.
+    """
+    from ...train import evaluate, fit
+
+    stops = sorted(set(range(eval_every, steps + 1, eval_every)) | {steps}
+                   | {c for c in checkpoints if c <= steps})
+    batches = _shuffled_batches(task, batch_size, seed)
+    hist = {key: [] for key in ("step", "loss", "train_acc", "eval_step", "eval_acc")}
+    snapshots, done = [], 0
+    if 0 in checkpoints and snapshot:
+        snapshots.append((0, memory_usage(model, task.inputs)))
+    for stop in (s for s in stops if s > 0):
+        part = fit(model, batches, stop - done, opt, batch_size=batch_size,
+                   eval_every=stop - done, progress=False)
+        hist["step"] += [done + s for s in part["step"]]
+        hist["loss"] += part["loss"]
+        hist["train_acc"] += part["train_acc"]
+        done = stop
+        hist["eval_step"].append(done)
+        hist["eval_acc"].append(evaluate(model, task.inputs, task.targets))
+        if done in checkpoints and snapshot:
+            snapshots.append((done, memory_usage(model, task.inputs)))
+    return hist, snapshots
+
+
+def _check_checkpoints(fn, checkpoints, steps):
+    return {check_int(fn, "checkpoints", c, low=0, high=steps) for c in checkpoints}
+
+
 def compare_pkm_mlp(n_a=32, n_b=32, n_values=32, d_model=32, n_sub_keys=32, topk=8, heads=2,
-                    d_key=16, steps=600, batch_size=128, lr=1e-2, query_norms=("batch", None),
-                    seed=0, progress=False, sparse_updates=False):
+                    d_key=16, steps=300, batch_size=128, lr=1e-2, query_norms=("batch", None),
+                    seed=0, checkpoints=(), eval_every=None, sparse_updates=False):
     """Train the same one-block LM with a ProductKeyMemory (one per entry of ``query_norms``)
     and with an MLP of equal multiply-adds per token on :func:`many_facts`; returns
     ``{name: FactsRun}`` with names ``"mlp"``, ``"pkm (batch norm)"``, ``"pkm (no norm)"``.
+
+    ``seed`` sets the fact table, every model's initialization and the batch order.
+    ``checkpoints``: steps (0 to ``steps``) at which each memory's slot usage over all facts
+    is recorded in ``FactsRun.snapshots`` (the slot hits of the same training run).
+    ``eval_every``: steps between evaluations on all facts (default ``steps // 10``).
     All train with Adam; with ``sparse_updates`` the memories instead keep a row-sparse value
     gradient (``sparse_grad=True``) and train with ``SparseAdam`` (lazy Adam on the values).
     """
     from ...nn.layers import MLP
     from ...optim import Adam, SparseAdam
-    from ...train import evaluate, fit
+    from ...train import evaluate
 
+    fn = "compare_pkm_mlp"
     task = many_facts(n_a, n_b, n_values, seed=seed)
+    steps = check_int(fn, "steps", steps, low=1)
+    batch_size = check_int(fn, "batch_size", batch_size, low=1, high=len(task.inputs))
+    eval_every = check_int(fn, "eval_every", eval_every if eval_every is not None
+                           else max(1, steps // 10), low=1)
+    checkpoints = _check_checkpoints(fn, checkpoints, steps)
+    for norm in query_norms:
+        check_choice(fn, "query_norms", norm, ("batch", None))
     probe = ProductKeyMemory(d_model, d_model, n_sub_keys, topk=topk, heads=heads, d_key=d_key)
     hidden = equal_compute_hidden(probe)
     configs = [("mlp", lambda d_model, n_heads, layer: MLP(d_model, hidden, seed=seed),
                 mlp_flops_per_token(d_model, hidden))]
     for norm in query_norms:
-        name = "pkm (batch norm)" if norm == "batch" else "pkm (no norm)"
-        configs.append((name, pkm_ffn(n_sub_keys, topk=topk, heads=heads, d_key=d_key,
-                                      query_norm=norm, sparse_grad=sparse_updates, seed=seed),
+        configs.append((_memory_name(norm),
+                        pkm_ffn(n_sub_keys, topk=topk, heads=heads, d_key=d_key,
+                                query_norm=norm, sparse_grad=sparse_updates, seed=seed),
                         probe.flops_per_token()))
     runs = {}
     for name, ffn, flops in configs:
         model = _facts_lm(task, d_model, ffn, seed)
         is_mlp = name == "mlp"
         opt_cls = SparseAdam if sparse_updates and not is_mlp else Adam
-        hist = fit(model, (task.inputs, task.targets), steps, opt_cls(model.parameters(), lr=lr),
-                   batch_size=batch_size, eval_every=max(1, steps // 10),
-                   eval_data=(task.inputs, task.targets), progress=progress, seed=seed)
+        hist, snapshots = _train_facts(model, task, steps, opt_cls(model.parameters(), lr=lr),
+                                       batch_size, eval_every, checkpoints, seed,
+                                       snapshot=not is_mlp)
         usage = None if is_mlp else memory_usage(model, task.inputs)
-        runs[name] = FactsRun(name, evaluate(model, task.inputs, task.targets), hist, flops,
-                              model.num_parameters(), usage,
+        runs[name] = FactsRun(name, seed, evaluate(model, task.inputs, task.targets), hist,
+                              flops, model.num_parameters(), usage, snapshots,
                               {"hidden": hidden} if is_mlp else {"optimizer": opt_cls.__name__})
     return runs
 
 
-def slot_hits_during_training(checkpoints=(0, 20, 100, 400), query_norms=("batch", None),
-                              n_a=32, n_b=32, n_values=32, d_model=32, n_sub_keys=32, topk=8,
-                              heads=2, d_key=16, batch_size=128, lr=1e-2, seed=0):
-    """Where the memory reads as it learns :func:`many_facts`: for each query norm, the slot
-    usage (:class:`MemoryUsage`, over all facts) of one model at each step of ``checkpoints``.
+def _memory_name(norm):
+    return "pkm (batch norm)" if norm == "batch" else "pkm (no norm)"
 
-    Returns ``{name: [(step, MemoryUsage), ...]}`` with the names of :func:`compare_pkm_mlp`.
-    The weight mass of slot ``a * n + b`` sits at row ``a``, column ``b`` of the product grid
-    (``usage.mass.reshape(n, n)``).
-    """
-    from ...optim import Adam
-    from ...train import fit
 
-    steps = sorted(set(int(c) for c in checkpoints))
-    if not steps or steps[0] < 0:
-        raise ValueError(f"slot_hits_during_training: checkpoints must be steps >= 0, "
-                         f"got {checkpoints!r}")
-    task = many_facts(n_a, n_b, n_values, seed=seed)
+def compare_pkm_mlp_over_seeds(seeds=(0, 1, 2), **kwargs):
+    """:func:`compare_pkm_mlp` once per seed (its own facts, initialization and batches);
+    ``kwargs`` go to every run. Returns ``{name: [FactsRun, ...]}``, one run per seed in the
+    order of ``seeds``."""
+    seeds = [check_int("compare_pkm_mlp_over_seeds", "seeds", s, low=0) for s in seeds]
+    if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"compare_pkm_mlp_over_seeds: seeds must be distinct ints, at least "
+                         f"one, got {seeds!r}")
     out = {}
-    for norm in query_norms:
-        name = "pkm (batch norm)" if norm == "batch" else "pkm (no norm)"
-        model = _facts_lm(task, d_model, pkm_ffn(n_sub_keys, topk=topk, heads=heads,
-                                                 d_key=d_key, query_norm=norm, seed=seed), seed)
-        opt = Adam(model.parameters(), lr=lr)
-        done, snapshots = 0, []
-        for step in steps:
-            if step > done:       # train on to the next checkpoint (the optimizer carries on)
-                fit(model, (task.inputs, task.targets), step - done, opt, batch_size=batch_size,
-                    eval_every=step - done, progress=False, seed=seed + done)
-                done = step
-            snapshots.append((step, memory_usage(model, task.inputs)))
-        out[name] = snapshots
+    for seed in seeds:
+        for name, run in compare_pkm_mlp(seed=seed, **kwargs).items():
+            out.setdefault(name, []).append(run)
     return out
+
+
+# ------------------------------------------------------------------------------------------
+# Mean and spread over seeds
+# ------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Spread:
+    """A number measured once per seed: its values, mean, standard deviation (over the
+    seeds, ddof=0) and range."""
+
+    values: tuple
+
+    def __post_init__(self):
+        v = np.asarray(self.values, dtype=np.float64)
+        if v.ndim != 1 or v.size == 0 or not np.isfinite(v).all():
+            raise ValueError(f"Spread: values must be a non-empty list of finite numbers, got "
+                             f"{self.values!r}")
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+    @property
+    def std(self) -> float:
+        return float(np.std(self.values))
+
+    @property
+    def min(self) -> float:
+        return float(np.min(self.values))
+
+    @property
+    def max(self) -> float:
+        return float(np.max(self.values))
+
+    def text(self, fmt=".2f"):
+        """``"mean ± std [min, max]"`` with each number in the format ``fmt``."""
+        return (f"{self.mean:{fmt}} ± {self.std:{fmt}} "
+                f"[{self.min:{fmt}}, {self.max:{fmt}}]")
+
+
+def spread(runs, metric):
+    """The :class:`Spread` of ``metric`` over a list of :class:`FactsRun` (one per seed):
+    ``"accuracy"``, or the final slot ``"usage"`` / ``"kl"`` of a memory."""
+    check_choice("spread", "metric", metric, ("accuracy", "usage", "kl"))
+    if metric == "accuracy":
+        return Spread(tuple(r.accuracy for r in runs))
+    if any(r.usage is None for r in runs):
+        raise ValueError(f"spread: metric {metric!r} needs memory runs; "
+                         f"{runs[0].name!r} has no slot usage")
+    return Spread(tuple(getattr(r.usage, metric) for r in runs))
+
+
+def snapshot_spread(runs):
+    """``[(step, Spread of usage, Spread of KL), ...]`` over the seeds, one per checkpoint
+    of :func:`compare_pkm_mlp` (every run must hold the same checkpoints)."""
+    steps = [[s for s, _ in r.snapshots] for r in runs]
+    if not steps[0] or any(s != steps[0] for s in steps):
+        raise ValueError(f"snapshot_spread: the runs must hold snapshots at the same steps, "
+                         f"got {steps}")
+    out = []
+    for j, step in enumerate(steps[0]):
+        usages = [r.snapshots[j][1] for r in runs]
+        out.append((step, Spread(tuple(u.usage for u in usages)),
+                    Spread(tuple(u.kl for u in usages))))
+    return out
+
+
+def seed_gaps(runs, better, worse, metric="accuracy"):
+    """``metric`` of ``runs[better]`` minus that of ``runs[worse]``, seed by seed (runs from
+    :func:`compare_pkm_mlp_over_seeds`): a claim "better beats worse" holds on every seed
+    when all of it is > 0."""
+    a, b = runs[better], runs[worse]
+    if [r.seed for r in a] != [r.seed for r in b]:
+        raise ValueError(f"seed_gaps: {better!r} and {worse!r} were run on different seeds")
+    return np.array(spread(a, metric).values) - np.array(spread(b, metric).values)
 
 
 # ------------------------------------------------------------------------------------------
@@ -288,10 +420,10 @@ def search_cost(n_sub_keys=(32, 64, 128, 256, 512, 1024), n_queries=256, d_key=6
         C1 = Tensor(rng.standard_normal((n, dh)).astype(np.float32))
         C2 = Tensor(rng.standard_normal((n, dh)).astype(np.float32))
         kk = min(k, n * n)
-        t_prod = _best(lambda: product_key_topk(q1, q2, C1, C2, kk), repeat)
+        t_prod = _best(partial(product_key_topk, q1, q2, C1, C2, kk), repeat)
         t_flat = float("nan")
         if n * n <= flat_max_slots:
-            t_flat = _best(lambda: flat_key_topk(q1, q2, C1, C2, kk), repeat)
+            t_flat = _best(partial(flat_key_topk, q1, q2, C1, C2, kk), repeat)
             a = product_key_topk(q1[:8], q2[:8], C1, C2, kk)[1]
             b = flat_key_topk(q1[:8], q2[:8], C1, C2, kk)[1]
             if not (np.sort(a, axis=1) == np.sort(b, axis=1)).all():

@@ -5,6 +5,8 @@ Each function draws one labelled figure from numbers the library computed and re
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ...kernels.product_topk import product_topk
@@ -75,60 +77,128 @@ def plot_search_cost(cost):
     return fig, ax
 
 
+def _per_seed(value):
+    """A value of one run, or a list of them (one per seed), as a list."""
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+# one colour per model in every figure of the chapter
+_COLORS = {"mlp": "tab:blue", "pkm (batch norm)": "tab:orange", "pkm (no norm)": "tab:green"}
+
+
+def _band(ax, x, ys, label, color=None):
+    """The mean of the rows of ``ys`` as a line and, for several rows, their range as a band;
+    returns the line's colour."""
+    ys = np.asarray(ys, dtype=np.float64)
+    (line,) = ax.plot(x, ys.mean(axis=0), label=label, color=color)
+    if len(ys) > 1:
+        ax.fill_between(x, ys.min(axis=0), ys.max(axis=0), color=line.get_color(), alpha=0.2,
+                        lw=0)
+    return line.get_color()
+
+
+def _seeds_note(n):
+    return f"mean over {n} seeds, band: their range" if n > 1 else "one seed"
+
+
 def plot_lorenz(usages):
-    """Lorenz curves of slot weight mass, one per ``{label: MemoryUsage}``; the diagonal is a
-    perfectly even use of the slots."""
+    """Lorenz curves of slot weight mass, one per ``{label: MemoryUsage}``; a list of
+    MemoryUsage (one per seed, one memory size) gives the mean curve and the seeds' range as
+    a band. The diagonal is a perfectly even use of the slots."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(4.8, 4.2))
     ax.plot([0, 1], [0, 1], "k:", lw=1, label="even use")
-    for label, u in usages.items():
-        x, y = u.lorenz()
-        ax.plot(x, y, label=f"{label}: usage {u.usage:.0%}, KL {u.kl:.2f}")
+    n_seeds = 1
+    for label, value in usages.items():
+        per_seed = _per_seed(value)
+        sizes = {u.mass.size for u in per_seed}
+        if len(sizes) != 1:
+            raise ValueError(f"plot_lorenz: the seeds of {label!r} have memories of different "
+                             f"sizes {sorted(sizes)}")
+        n_seeds = max(n_seeds, len(per_seed))
+        curves = [u.lorenz() for u in per_seed]
+        use = np.array([u.usage for u in per_seed])
+        kl = np.array([u.kl for u in per_seed])
+        text = (f"usage {use.mean():.0%}, KL {kl.mean():.2f}" if len(per_seed) == 1 else
+                f"usage {use.mean():.0%} ± {use.std():.0%}, KL {kl.mean():.2f} ± {kl.std():.2f}")
+        _band(ax, curves[0][0], [y for _, y in curves], f"{label}: {text}",
+              _COLORS.get(label))
     ax.set(xlabel="fraction of slots (lightest first)", ylabel="share of the weight mass",
-           title="Slot usage (Lorenz curve)", xlim=(0, 1), ylim=(0, 1))
-    ax.legend(fontsize=8, loc="upper left")
+           title=f"Slot usage (Lorenz curve, {_seeds_note(n_seeds)})", xlim=(0, 1),
+           ylim=(0, 1))
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     return fig, ax
 
 
 def plot_facts_training(runs):
-    """Recall of all facts during training, one curve per :class:`~.lab.FactsRun`."""
+    """Recall of all facts during training, one curve per model of ``{name: FactsRun}``; a
+    list of FactsRun (one per seed, the same evaluation steps) gives the mean curve and the
+    seeds' range as a band."""
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5.5, 3.8))
-    for name, r in runs.items():
-        ax.plot(r.history["eval_step"], r.history["eval_acc"], "o-",
-                label=f"{name} ({r.flops_per_token} MACs/token, {r.n_params} params)")
+    n_seeds = 1
+    for name, value in runs.items():
+        per_seed = _per_seed(value)
+        steps = [tuple(r.history["eval_step"]) for r in per_seed]
+        if any(s != steps[0] for s in steps):
+            raise ValueError(f"plot_facts_training: the seeds of {name!r} were evaluated at "
+                             f"different steps")
+        n_seeds = max(n_seeds, len(per_seed))
+        r = per_seed[0]
+        color = _band(ax, steps[0], [q.history["eval_acc"] for q in per_seed],
+                      f"{name} ({r.flops_per_token} MACs/token, {r.n_params} params)",
+                      _COLORS.get(name))
+        ax.plot(steps[0], np.mean([q.history["eval_acc"] for q in per_seed], axis=0), "o",
+                ms=3, color=color)
     ax.set(xlabel="training step", ylabel="facts recalled (accuracy)", ylim=(0, 1.02),
-           title="Many-facts lookup at equal compute")
-    ax.legend(fontsize=8)
+           title=f"Many-facts lookup at equal compute ({_seeds_note(n_seeds)})")
+    ax.title.set_fontsize(10)
+    ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig, ax
 
 
-def plot_slot_hits(hits, n_sub_keys):
+def plot_slot_hits(runs, seed=None):
     """The weight mass each slot receives, on the n x n product grid (row a, column b of slot
-    a n + b), per model (rows) and training step (columns), from
-    :func:`~minimem.memory.product_keys.lab.slot_hits_during_training`."""
+    a n + b), per memory (rows) at each checkpoint (columns): the ``snapshots`` of
+    ``{name: FactsRun}`` from :func:`~minimem.memory.product_keys.lab.compare_pkm_mlp`. For
+    lists of runs (one per seed) it draws the run of ``seed`` (default: the first); models
+    without snapshots (the MLP) are left out."""
     plt = _plt()
     from matplotlib.colors import LogNorm
 
-    names = list(hits)
-    n_cols = len(hits[names[0]])
+    chosen = {}
+    for name, value in runs.items():
+        per_seed = _per_seed(value)
+        pick = [r for r in per_seed if seed is None or r.seed == seed][:1]
+        if not pick:
+            raise ValueError(f"plot_slot_hits: no run of {name!r} has seed {seed!r}, got "
+                             f"seeds {[r.seed for r in per_seed]}")
+        if pick[0].snapshots:
+            chosen[name] = pick[0]
+    if not chosen:
+        raise ValueError("plot_slot_hits: no run holds snapshots (pass checkpoints= to "
+                         "compare_pkm_mlp)")
+    names = list(chosen)
+    n_cols = max(len(r.snapshots) for r in chosen.values())
     fig, axes = plt.subplots(len(names), n_cols, figsize=(2.3 * n_cols, 2.5 * len(names)),
                              squeeze=False)
-    top = max(u.mass.max() for snaps in hits.values() for _, u in snaps)
-    for r, name in enumerate(names):
-        for col, (step, usage) in enumerate(hits[name]):
-            ax = axes[r, col]
-            mass = usage.mass.reshape(n_sub_keys, n_sub_keys)
-            image = ax.imshow(np.maximum(mass, top * 1e-4), cmap="magma",
+    top = max(u.mass.max() for r in chosen.values() for _, u in r.snapshots)
+    for row, name in enumerate(names):
+        for col, (step, usage) in enumerate(chosen[name].snapshots):
+            ax = axes[row, col]
+            n = math.isqrt(usage.mass.size)     # N = n^2 slots
+            image = ax.imshow(np.maximum(usage.mass.reshape(n, n), top * 1e-4), cmap="magma",
                               norm=LogNorm(vmin=top * 1e-4, vmax=top))
             ax.set_xticks([]), ax.set_yticks([])
             ax.set_title(f"step {step}: {usage.usage:.0%} used\nKL {usage.kl:.2f}", fontsize=8)
             if col == 0:
                 ax.set_ylabel(f"{name}\nsub-key a", fontsize=8)
-            if r == len(names) - 1:
+            if row == len(names) - 1:
                 ax.set_xlabel("sub-key b", fontsize=8)
     fig.colorbar(image, ax=axes, shrink=0.8, label="weight mass of the slot")
-    fig.suptitle("Slot hits on the product grid during training")
+    fig.suptitle(f"Slot hits on the product grid during training "
+                 f"(seed {chosen[names[0]].seed})")
     return fig, axes

@@ -43,7 +43,8 @@ def test_exact_error_limits_and_monotonicity():
     assert big == pytest.approx(float(lab.one_step_error_theory(0.1)), rel=0.1)
 
 
-@pytest.mark.parametrize("bad", [0, -3, 2.0, True])
-def test_one_step_error_exact_rejects_bad_arguments(bad):
-    with pytest.raises(ValueError, match=r"one_step_error_exact: N must be an int >= 1"):
+@pytest.mark.parametrize("bad, error", [(0, ValueError), (-3, ValueError), (2.0, TypeError),
+                                        (True, TypeError)])
+def test_one_step_error_exact_rejects_bad_arguments(bad, error):
+    with pytest.raises(error, match=r"one_step_error_exact: N must be an int >= 1, got"):
         lab.one_step_error_exact(bad, 3)

@@ -36,10 +36,11 @@ def test_predicted_usage_limits():
     assert lab.expected_usage(10**6, 1, 10**6) == pytest.approx(1 - np.exp(-1), rel=1e-5)
 
 
-@pytest.mark.parametrize("args, match", [((0, 1, 1), r"n_slots must be an int >= 1"),
-                                         ((4, 5, 1), r"k must be <= n_slots = 4, got 5"),
-                                         ((4, 1, -1), r"reads must be an int >= 0"),
-                                         ((4.0, 1, 1), r"n_slots must be an int")])
-def test_expected_usage_rejects_bad_arguments(args, match):
-    with pytest.raises(ValueError, match=r"expected_usage: " + match):
+@pytest.mark.parametrize("args, error, match", [
+    ((0, 1, 1), ValueError, r"n_slots must be an int >= 1"),
+    ((4, 5, 1), ValueError, r"k must be <= n_slots = 4, got 5"),
+    ((4, 1, -1), ValueError, r"reads must be an int >= 0"),
+    ((4.0, 1, 1), TypeError, r"n_slots must be an int >= 1, got float 4.0")])
+def test_expected_usage_rejects_bad_arguments(args, error, match):
+    with pytest.raises(error, match=r"expected_usage: " + match):
         lab.expected_usage(*args)
