@@ -19,6 +19,7 @@ from .autograd.function import no_grad
 from .autograd.ops import cross_entropy
 from .autograd.tensor import Tensor
 from .backend import to_numpy
+from .checks import check_int
 from .optim import clip_grad_norm_
 from .tasks import IGNORE
 
@@ -51,8 +52,7 @@ def evaluate(model, inputs, targets, batch_size=256):
     Runs under ``no_grad`` in eval mode (dropout off), then restores the model's mode.
     """
     x, y = _check_pair("evaluate", "(inputs, targets)", (inputs, targets))
-    if not isinstance(batch_size, numbers.Integral) or batch_size < 1:
-        raise ValueError(f"evaluate: batch_size must be an int >= 1, got {batch_size!r}")
+    check_int("evaluate", "batch_size", batch_size, low=1)
     if not (y != IGNORE).any():
         raise ValueError("evaluate: targets has no position with a target (all are -100)")
     was_training = getattr(model, "training", False)
@@ -120,8 +120,7 @@ def _check_fit_args(model, steps, optimizer, batch_size, eval_every, eval_data,
         raise TypeError(f"fit: model must be callable (tokens -> logits), got "
                         f"{type(model).__name__}")
     for name, v in (("steps", steps), ("batch_size", batch_size), ("eval_every", eval_every)):
-        if isinstance(v, bool) or not isinstance(v, numbers.Integral) or v < 1:
-            raise ValueError(f"fit: {name} must be an int >= 1, got {v!r}")
+        check_int("fit", name, v, low=1)
     if not (hasattr(optimizer, "step") and hasattr(optimizer, "zero_grad")):
         raise TypeError(f"fit: optimizer must have step() and zero_grad(), got "
                         f"{type(optimizer).__name__}")
