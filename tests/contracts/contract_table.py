@@ -1037,3 +1037,34 @@ entry("tasks", "facts_in_noise", tasks.facts_in_noise,
       n_segments=INT(2), seg_len=INT(2), batch=INT(1), n_entities=INT(1), n_places=INT(2),
       n_noise=INT(1), n_questions=INT(1) + (Mutation("more questions than entities",
                                                      lambda q: 5, ValueError),))
+
+
+# ---- training figures (chapter 01): MQAR circuit scores and several runs' curves
+from minimem import viz_training  # noqa: E402
+
+
+def _mqar_lm():
+    return nn.TransformerLM(vocab=16, d_model=8, n_layers=2, n_heads=2, max_len=12, seed=0)
+
+
+def _mqar_data():
+    return tasks.mqar(16, 12, 2, 3, seed=0)
+
+
+def _history():
+    return {"step": [1, 2], "loss": [1.0, 0.5], "eval_step": [2], "eval_acc": [0.5]}
+
+
+entry("nn", "induction_scores", viz_training.induction_scores,
+      lambda: dict(model=_mqar_lm(), inputs=_mqar_data()[0], targets=_mqar_data()[1],
+                   n_kv=2),
+      model=(Mutation("not a TransformerLM", lambda m: object(), TypeError),),
+      inputs=(Mutation("float tokens", lambda x: x.astype(np.float64), TypeError),
+              Mutation("a shape unlike targets", lambda x: x[:, :-1], ValueError)),
+      targets=(Mutation("no query", lambda y: np.full_like(y, -100), ValueError),),
+      n_kv=INT_IN(1, 6))
+entry("nn", "plot_histories", viz_training.plot_histories,
+      lambda: dict(histories=[_history(), _history()], labels=["a", "b"]),
+      histories=(Mutation("empty", lambda h: [], ValueError),
+                 Mutation("not fit's output", lambda h: [{"step": [1]}], ValueError)),
+      labels=(Mutation("one label too few", lambda l: ["a"], ValueError),))
