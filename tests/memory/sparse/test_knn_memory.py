@@ -100,12 +100,12 @@ def test_knn_attention_layer_memorizes_segments(rng):
 
 
 def test_knn_errors():
-    with pytest.raises(ValueError, match="KNNMemory: capacity must be a positive int"):
+    with pytest.raises(ValueError, match="KNNMemory: capacity must be an int >= 1, got 0"):
         KNNMemory(0, 2, 2)
     mem = KNNMemory(4, 2, 2)
     with pytest.raises(ValueError, match=r"KNNMemory.add: expected keys \(B, H, n, 2\)"):
         mem.add(np.zeros((1, 3, 2)), np.zeros((1, 3, 2)))
-    with pytest.raises(ValueError, match="KNNMemory.search: topk must be a positive int"):
+    with pytest.raises(ValueError, match="KNNMemory.search: topk must be an int >= 1, got 0"):
         mem.search(np.zeros((1, 1, 2, 2)), 0)
     q = mm.zeros(1, 2, 3, 2)
     with pytest.raises(ValueError, match=r"knn_attention: gate must be a Tensor of shape \(2,\)"):

@@ -106,7 +106,7 @@ def test_sparse_attention_errors():
         sparse_attention(q, q, q, np.ones((3, 3), bool), 4)
     with pytest.raises(TypeError, match="sparse_attention: layout must be a boolean"):
         sparse_attention(q, q, q, np.ones((2, 2)), 4)
-    with pytest.raises(ValueError, match="sparse_attention: block_size must be a positive int"):
+    with pytest.raises(ValueError, match="sparse_attention: block_size must be an int >= 1, got 0"):
         sparse_attention(q, q, q, np.ones((2, 2), bool), 0)
     with pytest.raises(ValueError, match=r"sparse_attention: q must be \(B, H, T, D\)"):
         sparse_attention(mm.zeros(8, 4), q, q, np.ones((2, 2), bool), 4)
