@@ -188,9 +188,9 @@ class GatedRecurrentCache(Module):
                              f"{self.d_model}), got {got}")
         _check_tensor_shape("GatedRecurrentCache", "cache", cache,
                             (x.shape[0], self.n_cache, self.d_model))
-        # Exercise 55.3 (2 pt): pool the segment to m rows (self.pool), compute the gate from
-        # the pooled rows and the old cache (self.gate), and mix: the new cache is
-        # (1 - g) * cache + g * pooled; assign it to `new`.
+        # Exercise 55.3 (2 pt): pool the segment to m rows (self.pool), compute the
+        # gate from the pooled rows and the old cache (self.gate), and mix: the new
+        # cache is (1 - g) * cache + g * pooled; assign it to `new`.
         ### BEGIN SOLUTION
         x_bar = self.pool(x)
         g = self.gate(x_bar, cache)
