@@ -44,6 +44,22 @@ def test_retrieval_queries_ask_written_keys_for_their_values(n_pairs, p, gap):
     assert all((a[0] == b[0]).all() and (a[1] == b[1]).all() for a, b in zip(segs, again))
 
 
+def test_retrieval_can_ask_every_written_key_in_a_longer_last_segment():
+    n = 5
+    segs = associative_retrieval(n, 4, seed=1, pairs_per_segment=1, n_keys=6, n_values=6,
+                                 n_queries=n)
+    assert [x.shape[1] for x, _ in segs] == [2] * n + [2 * n]
+    x, y = segs[-1]
+    for b, pairs in enumerate(pairs_of(segs, n)):
+        asked = x[b, 0::2]
+        assert sorted(asked) == sorted(pairs)                  # every key, once
+        np.testing.assert_array_equal(y[b, 0::2], [pairs[k] for k in asked])
+        assert (x[b, 1::2] == 0).all() and (y[b, 1::2] == IGNORE).all()
+    # asking fewer keys than pairs_per_segment keeps the segment length 2p, as before
+    short = associative_retrieval(n, 4, seed=1, pairs_per_segment=3, n_queries=2)
+    assert short[-1][0].shape == (4, 6) and ((short[-1][1] != IGNORE).sum(1) == 2).all()
+
+
 def test_facts_in_noise_answers_the_latest_place():
     E, P, N = 3, 4, 5
     segs = facts_in_noise(12, 4, 10, 64, seed=1, n_entities=E, n_places=P, n_noise=N,
@@ -73,8 +89,9 @@ def test_facts_in_noise_answers_the_latest_place():
 def test_bad_arguments_are_named():
     with pytest.raises(ValueError, match="associative_retrieval: n_pairs must be <= n_keys=4"):
         associative_retrieval(5, 2, n_keys=4)
-    with pytest.raises(ValueError, match="associative_retrieval: n_queries must be <="):
-        associative_retrieval(3, 2, pairs_per_segment=2, n_queries=3)
+    with pytest.raises(ValueError, match="associative_retrieval: n_queries must be <= "
+                       "n_pairs = 3"):
+        associative_retrieval(3, 2, pairs_per_segment=2, n_queries=4)
     with pytest.raises(TypeError, match="associative_retrieval: n_gap must be an int"):
         associative_retrieval(3, 2, n_gap=1.0)
     with pytest.raises(ValueError, match=r"facts_in_noise: n_facts must be <= \(n_segments - 1\)"):

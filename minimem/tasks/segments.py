@@ -9,8 +9,9 @@ key-value pairs :math:`(k_1, v_1), \dots, (k_n, v_n)` (distinct keys) are writte
 ``pairs_per_segment`` to a segment, :math:`\lceil n / p \rceil` write segments of
 :math:`L = 2p` tokens ``k v k v ...`` (a last, partial one padded with the filler token); then
 ``n_gap`` filler segments; then one query segment ``k_{\pi(1)} . k_{\pi(2)} . ...`` with
-``n_queries`` of the written keys, the target at a query being its value. The number of pairs
-is the knob of capacity; ``n_gap`` the one of distance.
+``n_queries`` of the written keys, the target at a query being its value (the query segment
+has :math:`\max(L, 2 \cdot n_{queries})` tokens, so that every written key can be asked at
+once). The number of pairs is the knob of capacity; ``n_gap`` the one of distance.
 
 **Facts in noise** (BABILong-style, Kuratov et al. 2024, :func:`facts_in_noise`).
 ``n_segments - 1`` segments of filler tokens hide ``n_facts`` facts "entity place" (two tokens
@@ -34,8 +35,9 @@ def associative_retrieval(n_pairs, batch, seed=0, pairs_per_segment=4, n_gap=0, 
 
     Tokens: 0 blank, 1 filler, keys ``2 .. 2 + n_keys - 1``, values the next ``n_values``
     (vocabulary :func:`retrieval_vocab`). Returns the segments ``[(x, y), ...]``, each (B, L)
-    with L = 2 * pairs_per_segment; ``n_queries`` (default min(n_pairs, pairs_per_segment))
-    distinct written keys are asked, in a random order. Chance accuracy is 1 / n_values.
+    with L = 2 * pairs_per_segment; ``n_queries`` (default min(n_pairs, pairs_per_segment), at
+    most n_pairs) distinct written keys are asked, in a random order, in a last segment of
+    max(L, 2 * n_queries) tokens. Chance accuracy is 1 / n_values.
     """
     fn = "associative_retrieval"
     n = check_int(fn, "n_pairs", n_pairs, 1)
@@ -47,9 +49,9 @@ def associative_retrieval(n_pairs, batch, seed=0, pairs_per_segment=4, n_gap=0, 
     if n > K:
         raise ValueError(f"{fn}: n_pairs must be <= n_keys={K} (distinct keys), got {n}")
     nq = min(n, p) if n_queries is None else check_int(fn, "n_queries", n_queries, 1)
-    if nq > min(n, p):
-        raise ValueError(f"{fn}: n_queries must be <= min(n_pairs, pairs_per_segment) = "
-                         f"{min(n, p)} (distinct keys in one segment), got {nq}")
+    if nq > n:
+        raise ValueError(f"{fn}: n_queries must be <= n_pairs = {n} (distinct written keys), "
+                         f"got {nq}")
     rng = make_rng(fn, seed)
     L = 2 * p
     keys = sample_distinct(rng, FIRST_KEY, FIRST_KEY + K, B, n)
@@ -65,8 +67,9 @@ def associative_retrieval(n_pairs, batch, seed=0, pairs_per_segment=4, n_gap=0, 
     for _ in range(n_gap):
         segments.append((np.full((B, L), FILLER, dtype=np.int64), blank_targets.copy()))
     asked = np.argsort(rng.random((B, n)), axis=1)[:, :nq]
-    x = np.full((B, L), BLANK, dtype=np.int64)
-    y = blank_targets.copy()
+    L_query = max(L, 2 * nq)
+    x = np.full((B, L_query), BLANK, dtype=np.int64)
+    y = np.full((B, L_query), IGNORE, dtype=np.int64)
     x[:, 0:2 * nq:2] = np.take_along_axis(keys, asked, axis=1)
     y[:, 0:2 * nq:2] = np.take_along_axis(values, asked, axis=1)
     segments.append((x, y))

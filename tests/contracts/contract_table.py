@@ -946,8 +946,8 @@ entry("associative", "normalizer_gain", AS.normalizer_gain,
 entry("associative", "fam_mask", AS.fam_mask, lambda: dict(n_fam=2, seg_len=3),
       n_fam=INT(0), seg_len=INT(0))
 entry("associative", "AssociativeMemory", AS.AssociativeMemory,
-      lambda: dict(d_model=4, d_key=2, nu=3, eps=1e-5), d_model=INT(1), d_key=INT(1),
-      nu=INT(1), eps=POS_REAL)
+      lambda: dict(d_model=4, d_key=2, nu=3, eps=1e-5, normalize=True), d_model=INT(1),
+      d_key=INT(1), nu=INT(1), eps=POS_REAL, normalize=BOOL)
 entry("associative", "GatedRecurrentCache", AS.GatedRecurrentCache,
       lambda: dict(d_model=4, n_cache=2), d_model=INT(1), n_cache=INT(1))
 entry("associative", "GatedRecurrentCache.forward",
@@ -965,7 +965,7 @@ entry("associative", "CachedLayer", AS.CachedLayer,
       lambda: dict(d_model=4, n_heads=2, n_cache=2, d_ff=6), d_model=INT(1), n_heads=INT(1),
       n_cache=INT(1), d_ff=INT(1))
 _seg = lambda: [(np.array([[1, 2, 3]]), np.array([[2, 3, 4]]))] * 2
-for _cls, _kw, _mem in (("ARMT", dict(n_mem=2, d_key=2), "n_mem"),
+for _cls, _kw, _mem in (("ARMT", dict(n_mem=2, d_key=2, normalize=True), "n_mem"),
                         ("LM2", dict(n_slots=2), "n_slots"),
                         ("CachedTransformer", dict(n_cache=2), "n_cache"),
                         ("TransformerFAM", dict(n_fam=2), "n_fam")):
@@ -974,7 +974,7 @@ for _cls, _kw, _mem in (("ARMT", dict(n_mem=2, d_key=2), "n_mem"),
                                    d_ff=6, **kw))(_kw),
           vocab=INT(1), d_model=INT(1), n_layers=INT(1), max_len=INT(1), d_ff=INT(1),
           n_heads=INT(1) + (Mutation("not dividing d_model", lambda h: 3, ValueError),),
-          **{_mem: INT(1)})
+          **{_mem: INT(1)}, **({"normalize": BOOL} if _cls == "ARMT" else {}))
     entry("associative", f"{_cls}.forward",
           (lambda c, kw: lambda segments: getattr(AS, c)(5, 4, 1, 2, max_len=3, d_ff=6,
                                                          seed=0, **kw)(segments))(_cls, _kw),

@@ -8,6 +8,10 @@ RMT's memory, after the layer) write an associative matrix
 
 .. math:: k_i = \phi(W_K m_i), \qquad v_i = W_V m_i, \qquad \beta_i = \sigma(W_\beta m_i),
 
+(ARMT's layer, :class:`~minimem.memory.associative.layers.AssociativeMemory`, scales each
+:math:`\phi` to unit length, as the authors' code does; the functions here take the features
+as given)
+
 the memory first says what it already returns for :math:`k_i` and writes only the correction
 (the delta rule, with :math:`A` and :math:`z` of the segment before for every i),
 

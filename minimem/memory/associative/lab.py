@@ -8,16 +8,19 @@ what a segment costs.
   with every key written once or twice (the second time with a new value).
 * :func:`make_model`: RMT, Memformer, ARMT, LM2, TransformerFAM or the Cached Transformer with
   the same memory size (``n_mem`` vectors of width d per memory; ARMT adds its matrices).
-* :func:`retrieval_task`, :func:`pairs_recalled`: trained models on associative retrieval
-  across segments; pairs recalled = accuracy x pairs written (the queries are uniform over
-  the written keys). :func:`length_generalization`: a trained model on more filler segments
-  than it was trained on.
+* :func:`train`: AdamW with warm-up and cosine decay through time (BPTT or MRBP).
+* :func:`retrieval_task`, :func:`pairs_recalled`: associative retrieval across segments, one
+  pair per segment, every written key asked; trained through a curriculum over the number of
+  pairs, then evaluated for each number of pairs written (pairs recalled = accuracy x pairs);
+  :func:`accuracy_without_reads`: a trained ARMT with its associative reads switched off.
+* :func:`facts_task`, :func:`length_generalization`: facts in noise, trained on a few segments,
+  evaluated on more. :func:`summarize`, :func:`print_table` and :func:`report` print the
+  trained tables of the chapter.
 * :func:`segment_cost`: seconds and peak tape bytes of one training step per segment.
 * :func:`first_value_share` (a prediction, exercise 55.4) and :func:`measured_first_share`:
-  how much of a key's first value is left after it is rewritten; :func:`report` prints the
-  trained tables of the chapter.
+  how much of a key's first value is left after it is rewritten.
 
-Training and evaluation reuse chapter 50's loop (:mod:`minimem.memory.segment.lab`).
+Evaluation reuses chapter 50's loop (:mod:`minimem.memory.segment.lab`).
 """
 from __future__ import annotations
 
@@ -28,8 +31,9 @@ import numpy as np
 from ...autograd import ops
 from ...autograd.function import no_grad, track_memory
 from ...autograd.tensor import Tensor
-from ...checks import check_int
-from ...tasks import associative_retrieval, retrieval_vocab
+from ...checks import check_choice, check_int, check_real
+from ...optim import AdamW, WarmupCosine, clip_grad_norm_
+from ...tasks import associative_retrieval, facts_in_noise, facts_vocab, retrieval_vocab
 from ..delta.feature_maps import feature_map
 from ..segment import lab as segment_lab
 from ..segment.memformer import Memformer
@@ -38,6 +42,7 @@ from .associative import associative_read, associative_write
 from .feedback import TransformerFAM
 from .gated import LM2, CachedTransformer
 from .layers import ARMT
+from .plots import KIND_LABELS
 
 KINDS = ("rmt", "memformer", "armt", "lm2", "fam", "cached")
 
@@ -136,98 +141,198 @@ def measured_first_share(beta, n_writes, d_phi=8, d_v=4, seed=0, eps=1e-9):
 
 
 # ---- trained models ------------------------------------------------------------------------
-def make_model(kind, vocab, d_model=32, n_mem=2, max_len=8, n_layers=1, n_heads=2, seed=0):
+def make_model(kind, vocab, d_model=32, n_mem=2, max_len=8, n_layers=1, n_heads=2, seed=0,
+               emb_std=1.0, **model_kw):
     """One of :data:`KINDS` with ``n_mem`` memory vectors of width ``d_model`` (RMT's and
     ARMT's memory tokens, Memformer's slots, LM2's bank rows, FAM's vectors per layer, the
-    Cached Transformer's cache rows per layer); d_ff = 2 d_model."""
+    Cached Transformer's cache rows per layer); d_ff = 2 d_model.
+
+    ``emb_std``: the standard deviation of the token embeddings. The constructors draw them
+    with GPT-2's 0.02; the experiments use 1.0 (PyTorch's ``nn.Embedding``), the same draw
+    scaled, so that a token's identity is not drowned by the memory vectors (std 1) in the
+    residual stream; at 0.02 no model of this chapter leaves the plateau of "answer one of the
+    written values" within a few thousand steps (the note of :class:`minimem.nn.TransformerLM`
+    on ``emb_std`` says the same for in-context recall). Positions keep std 0.02.
+    ``model_kw`` go to the constructor (e.g. ``normalize=False`` for ARMT)."""
     args = (vocab, d_model, n_layers, n_heads, n_mem, max_len)
-    kw = {"d_ff": 2 * d_model, "seed": seed}
+    kw = {"d_ff": 2 * d_model, "seed": seed, **model_kw}
     builders = {"rmt": RecurrentMemoryTransformer, "memformer": Memformer, "armt": ARMT,
                 "lm2": LM2, "fam": TransformerFAM, "cached": CachedTransformer}
     if kind not in builders:
         raise ValueError(f"make_model: kind must be one of {KINDS}, got {kind!r}")
-    return builders[kind](*args, **kw)
+    emb_std = check_real("make_model", "emb_std", emb_std, low=0, low_open=True)
+    model = builders[kind](*args, **kw)
+    model.tok.weight.data *= emb_std / 0.02      # the constructors' N(0, 0.02^2), rescaled
+    return model
 
 
-def retrieval_task(n_pairs, pairs_per_segment=2, n_gap=0, n_keys=8, n_values=8):
-    """``task(batch, seed) -> segments`` of :func:`minimem.tasks.associative_retrieval`; a
-    tuple ``n_gap`` draws the number of filler segments per batch from it."""
+def train(model, task, steps, lr=5e-3, batch=64, seed=0, warmup=50, method="bptt", clip=1.0,
+          stage=0):
+    """Train ``model`` on ``task(batch, seed) -> segments`` through time; returns the losses.
+
+    AdamW (betas (0.9, 0.98), no weight decay), ``warmup`` steps of linear warm-up then cosine
+    decay to 0 (the schedule of :func:`minimem.train.mqar_experiment`), gradient norm clipped
+    at ``clip``; ``method``: ``"bptt"`` or ``"mrbp"`` (the same gradients). Batch ``i`` is
+    ``task(batch, seed * 100003 + 10**4 * stage + i)``: with fewer than 10**4 steps and 10
+    stages no two stages or seeds share one, and none is the held-out batch of the
+    evaluations (seeds >= 10**6)."""
+    fn = "train"
+    steps = check_int(fn, "steps", steps, low=1)
+    check_choice(fn, "method", method, ("bptt", "mrbp"))
+    backprop = segment_lab.bptt if method == "bptt" else segment_lab.mrbp
+    opt = AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.0)
+    schedule = WarmupCosine(opt, steps, warmup_steps=min(warmup, steps - 1))
+    cell = segment_lab.segment_cell(model)
+    losses = []
+    for i in range(1, steps + 1):
+        opt.zero_grad()
+        segments = task(batch, seed * 100003 + 10**4 * stage + i)
+        losses.append(backprop(cell, model.init_memory(batch), segments,
+                               segment_lab.segment_loss))
+        clip_grad_norm_(model.parameters(), clip)
+        opt.step()
+        schedule.step()
+    return losses
+
+
+def retrieval_task(n_pairs, pairs_per_segment=1, n_gap=0, n_keys=8, n_values=8,
+                   n_queries=None):
+    """``task(batch, seed) -> segments`` of :func:`minimem.tasks.associative_retrieval`, every
+    written key asked (``n_queries=None``) in the last segment; a tuple ``n_gap`` draws the
+    number of filler segments per batch from it."""
     gaps = tuple(n_gap) if isinstance(n_gap, (tuple, list)) else (n_gap,)
+    asked = n_pairs if n_queries is None else n_queries
 
     def task(batch, seed):
         gap = gaps[np.random.default_rng(seed).integers(len(gaps))]
         return associative_retrieval(n_pairs, batch, seed=seed,
                                      pairs_per_segment=pairs_per_segment, n_gap=int(gap),
-                                     n_keys=n_keys, n_values=n_values)
+                                     n_keys=n_keys, n_values=n_values, n_queries=asked)
     return task
 
 
-def pairs_recalled(kinds, n_pairs, seeds=(0, 1, 2), steps=300, d_model=32, n_mem=2,
-                   pairs_per_segment=2, n_gap=0, n_keys=8, n_values=8, lr=3e-3, batch=32,
-                   method="bptt", eval_batch=256):
-    """Train each kind on each number of pairs, over seeds; returns a list of rows
-    ``{kind, n_pairs, seed, accuracy, recalled, model}`` (recalled = accuracy x n_pairs)."""
+def pairs_recalled(kinds, stages=(2, 4, 6, 8), eval_pairs=(2, 4, 6, 8), seeds=(0, 1, 2),
+                   steps=2000, d_model=32, n_mem=2, n_keys=8, n_values=8, lr=3e-3, batch=32,
+                   method="bptt", eval_batch=256, model_kw=None):
+    """Pairs recalled vs pairs written, one pair per segment, every written key asked.
+
+    Each kind and seed trains one model through a curriculum (the paper's): ``steps`` steps on
+    ``stages[0]`` pairs, then ``steps`` on ``stages[1]``, ... (:func:`train`), and is then
+    evaluated on a held-out batch for each number of pairs in ``eval_pairs``. Returns a list
+    of rows ``{kind, n_pairs, seed, accuracy, recalled, model}`` (recalled = accuracy x pairs
+    written, since every written key is asked); ``model_kw`` go to :func:`make_model`."""
     vocab = retrieval_vocab(n_keys, n_values)
+    max_len = 2 * max(max(eval_pairs), max(stages))
     rows = []
-    for n in n_pairs:
-        task = retrieval_task(n, pairs_per_segment, n_gap, n_keys, n_values)
-        for kind in kinds:
-            runs = segment_lab.train_seeds(
-                lambda seed, kind=kind: make_model(kind, vocab, d_model, n_mem,
-                                                   2 * pairs_per_segment, seed=seed),
-                task, seeds, steps, method=method, lr=lr, batch=batch, eval_every=steps,
-                eval_batch=eval_batch)
-            for r in runs:
-                acc = r["history"]["accuracy"][-1]
-                rows.append({"kind": kind, "n_pairs": n, "seed": r["seed"], "accuracy": acc,
-                             "recalled": acc * n, "model": r["model"]})
+    for kind in kinds:
+        for seed in seeds:
+            model = make_model(kind, vocab, d_model, n_mem, max_len, seed=seed,
+                               **(model_kw or {}))
+            for stage, n in enumerate(stages):
+                train(model, retrieval_task(n, n_keys=n_keys, n_values=n_values), steps,
+                      lr=lr, batch=batch, seed=seed, method=method, stage=stage)
+            for n in eval_pairs:
+                segs = retrieval_task(n, n_keys=n_keys, n_values=n_values)(
+                    eval_batch, 10**6 + seed)
+                acc = segment_lab.evaluate_segments(model, segs)
+                rows.append({"kind": kind, "n_pairs": n, "seed": seed, "accuracy": acc,
+                             "recalled": acc * n, "model": model})
     return rows
 
 
-def length_generalization(rows, gaps, n_keys=8, n_values=8, pairs_per_segment=2,
-                          eval_batch=256):
-    """Accuracy of each trained model of :func:`pairs_recalled` with ``gap`` filler segments
-    between the writes and the queries, for each gap; returns the rows with ``gaps`` and
-    ``by_gap`` (one accuracy per gap) added, on held-out batches."""
-    out = []
-    for row in rows:
-        accs = []
-        for gap in gaps:
-            segs = retrieval_task(row["n_pairs"], pairs_per_segment, gap, n_keys, n_values)(
-                eval_batch, 2 * 10**6 + row["seed"])
-            accs.append(segment_lab.evaluate_segments(row["model"], segs))
-        out.append({**row, "gaps": list(gaps), "by_gap": accs})
-    return out
+def accuracy_without_reads(model, segments):
+    """Accuracy of a trained ARMT on ``segments`` with its associative reads switched off:
+    every layer's :math:`W_V` set to 0 for the evaluation (and restored), so that every write
+    stores :math:`v = \bar v = 0`, :math:`A` stays 0 and every read returns 0. What is left
+    is what the memory tokens alone carry; a drop to chance says the pairs live in A."""
+    if not isinstance(model, ARMT):
+        raise TypeError(f"accuracy_without_reads: model must be an ARMT, got "
+                        f"{type(model).__name__}")
+    saved = [assoc.W_V.weight.data.copy() for assoc in model.assoc]
+    try:
+        for assoc in model.assoc:
+            assoc.W_V.weight.data[...] = 0.0
+        return segment_lab.evaluate_segments(model, segments)
+    finally:
+        for assoc, weight in zip(model.assoc, saved):
+            assoc.W_V.weight.data[...] = weight
 
 
-def summarize(rows, key="accuracy"):
-    """``{(kind, n_pairs): (mean, std, n)}`` of ``key`` over the seeds."""
+def facts_task(n_segments, n_facts=3, seg_len=8, n_entities=4, n_places=4, n_noise=8,
+               n_questions=2):
+    """``task(batch, seed) -> segments`` of :func:`minimem.tasks.facts_in_noise`; a tuple
+    ``n_segments`` draws the number of segments per batch from it (the facts stay
+    ``n_facts``: more segments, more filler around them)."""
+    counts = tuple(n_segments) if isinstance(n_segments, (tuple, list)) else (n_segments,)
+
+    def task(batch, seed):
+        S = counts[np.random.default_rng(seed).integers(len(counts))]
+        return facts_in_noise(n_facts, int(S), seg_len, batch, seed=seed,
+                              n_entities=n_entities, n_places=n_places, n_noise=n_noise,
+                              n_questions=n_questions)
+    return task
+
+
+def length_generalization(kinds, train_segments=(2, 3), eval_segments=(2, 3, 4, 6, 8),
+                          seeds=(0, 1, 2), steps=400, d_model=32, n_mem=2, n_facts=3,
+                          seg_len=8, n_entities=4, n_places=4, n_noise=8, n_questions=2,
+                          lr=5e-3, batch=64,
+                          method="bptt", eval_batch=256, model_kw=None):
+    """Facts in noise: train on ``train_segments`` segments (drawn per batch), evaluate on
+    ``eval_segments`` (more segments than trained: the same facts in more filler).
+
+    Returns rows ``{kind, seed, n_segments, accuracy, model}`` (accuracy on the questions of
+    a held-out batch; chance 1 / n_places); ``model_kw`` go to :func:`make_model`."""
+    vocab = facts_vocab(n_entities, n_places, n_noise)
+    shape = {"n_facts": n_facts, "seg_len": seg_len, "n_entities": n_entities,
+             "n_places": n_places, "n_noise": n_noise, "n_questions": n_questions}
+    rows = []
+    for kind in kinds:
+        for seed in seeds:
+            model = make_model(kind, vocab, d_model, n_mem, seg_len, seed=seed,
+                               **(model_kw or {}))
+            train(model, facts_task(tuple(train_segments), **shape), steps, lr=lr,
+                  batch=batch, seed=seed, method=method)
+            for S in eval_segments:
+                segs = facts_task(S, **shape)(eval_batch, 10**6 + seed)
+                rows.append({"kind": kind, "seed": seed, "n_segments": S, "model": model,
+                             "accuracy": segment_lab.evaluate_segments(model, segs)})
+    return rows
+
+
+def summarize(rows, key="accuracy", by="n_pairs"):
+    """``{(kind, row[by]): (mean, std, n)}`` of ``key`` over the seeds."""
     groups = {}
     for r in rows:
-        groups.setdefault((r["kind"], r["n_pairs"]), []).append(r[key])
+        groups.setdefault((r["kind"], r[by]), []).append(r[key])
     return {g: (float(np.mean(v)), float(np.std(v)), len(v)) for g, v in groups.items()}
 
 
-def report(steps=400, kinds=("rmt", "memformer", "armt"), n_pairs=(2, 4, 8), seeds=(0, 1, 2),
-           gaps=(0, 1, 2, 4, 8)):
-    """Train and print the chapter's two tables: pairs recalled vs pairs written (trained with
-    0 or 1 filler segments) and accuracy vs filler segments (the same models). Returns the
-    rows of :func:`length_generalization`."""
-    rows = pairs_recalled(kinds, n_pairs, seeds, steps, n_gap=(0, 1))
-    recalled = summarize(rows, "recalled")
-    print("pairs recalled (mean ± std over seeds)")
-    print("kind        " + "".join(f"{n:>14d}" for n in n_pairs))
+def print_table(summary, kinds, columns, title, width=13):
+    """Print ``summary`` (of :func:`summarize`) as ``title``, one line per kind, one column
+    (mean ± std) per entry of ``columns``."""
+    print(title)
+    print(f"{'':12s}" + "".join(f"{c:>{width}}" for c in columns))
     for kind in kinds:
-        print(f"{kind:12s}" + "".join(f"{recalled[kind, n][0]:8.2f} ± {recalled[kind, n][1]:.2f}"
-                                      for n in n_pairs))
-    gen = length_generalization(rows, gaps)
-    print("accuracy vs filler segments (trained on 0-1)")
-    for n in n_pairs:
-        for kind in kinds:
-            accs = np.array([r["by_gap"] for r in gen if r["kind"] == kind and r["n_pairs"] == n])
-            cells = "".join(f"  {m:.2f} ± {s:.2f}" for m, s in zip(accs.mean(0), accs.std(0)))
-            print(f"{n} pairs {kind:10s}{cells}")
-    return gen
+        cells = "".join(f"{f'{summary[kind, c][0]:.2f} ± {summary[kind, c][1]:.2f}':>{width}}"
+                        for c in columns)
+        print(f"{KIND_LABELS.get(kind, kind):12s}" + cells)
+
+
+def report(kinds=("rmt", "armt"), steps=2000, seeds=(0, 1, 2), stages=(2, 4, 6, 8),
+           eval_pairs=(2, 4, 6, 8), facts_steps=400, train_segments=(2, 3),
+           eval_segments=(2, 3, 4, 6, 8), d_model=32, n_mem=2):
+    """Train and print the chapter's two tables: pairs recalled vs pairs written
+    (:func:`pairs_recalled`) and facts-in-noise accuracy vs segments
+    (:func:`length_generalization`). Returns both lists of rows."""
+    rows = pairs_recalled(kinds, stages, eval_pairs, seeds, steps, d_model, n_mem)
+    print_table(summarize(rows, "recalled"), kinds, eval_pairs,
+                f"pairs recalled of n written (mean ± std over {len(seeds)} seeds)")
+    gen = length_generalization(kinds, train_segments, eval_segments, seeds, facts_steps,
+                                d_model, n_mem)
+    print_table(summarize(gen, by="n_segments"), kinds, eval_segments,
+                f"facts in noise: accuracy vs segments (trained on {train_segments})")
+    return rows, gen
 
 
 # ---- cost per segment ----------------------------------------------------------------------

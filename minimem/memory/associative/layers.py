@@ -10,8 +10,10 @@ tokens :math:`M_{t+1}`) with an associative matrix :math:`(A^l, z^l)` in every l
           (A^l_{t+1}, z^l_{t+1}) &= \mathrm{write}\big(A^l_t, z^l_t;\
           m_i = h^{l+1}_{\text{last } m \text{ positions}}\big),
 
-with the write of :mod:`minimem.memory.associative.associative` (keys :math:`\phi(W_K m_i)`, values :math:`W_V m_i`,
-:math:`\beta_i = \sigma(W_\beta m_i)`). The memory carried to the next segment is
+with the write of :mod:`minimem.memory.associative.associative` (keys :math:`\phi(W_K m_i)`,
+values :math:`W_V m_i`, :math:`\beta_i = \sigma(W_\beta m_i)`), where :math:`\phi` is DPFP
+scaled to unit length (``normalize=True``, as in the authors' code: with raw DPFP features a
+trained ARMT of chapter 55's size recalls no more pairs than RMT). The memory carried to the next segment is
 ``(M, ((A^1, z^1), ..., (A^L, z^L)))``: m memory tokens of width d plus, per layer, a
 :math:`d_\phi \times d` matrix — a tuple that :func:`~minimem.memory.mrbp` and
 :func:`~minimem.memory.bptt` carry as any other memory.
@@ -21,7 +23,7 @@ from __future__ import annotations
 from ... import autograd as ag
 from ...autograd import ops
 from ...backend import get_default_dtype, get_rng
-from ...checks import check_int, check_real
+from ...checks import check_bool, check_int, check_real
 from ...nn import Embedding, LayerNorm, Linear, Module, ModuleList, Parameter, TransformerBlock
 from ..delta.feature_maps import feature_map
 from ..segment.memformer import SegmentRecurrent, _embed
@@ -33,16 +35,21 @@ class AssociativeMemory(Module):
     r"""One layer's associative memory: ``read(h, A, z)`` and ``write(m, A, z)``.
 
     ``d_key``: width of :math:`W_K m` and :math:`W_Q h` before DPFP; the matrix is
-    :math:`d_\phi \times d` with :math:`d_\phi = 2\, d_{key}\, \nu`.
+    :math:`d_\phi \times d` with :math:`d_\phi = 2\, d_{key}\, \nu`. ``normalize=True``
+    (the default) scales every key and query feature vector to unit length,
+    :math:`\phi(x) / \lVert \phi(x) \rVert`, as the authors' code does (the paper writes
+    :math:`\phi` alone): the size of :math:`W_K m` then changes nothing but the direction of
+    the key, and :math:`\gamma = 1 - z^\top k` is exactly the share of a unit key that is new.
     """
 
-    def __init__(self, d_model, d_key, nu=3, eps=EPS, seed=None):
+    def __init__(self, d_model, d_key, nu=3, eps=EPS, normalize=True, seed=None):
         super().__init__()
         fn = "AssociativeMemory"
         self.d_model = check_int(fn, "d_model", d_model, low=1)
         self.d_key = check_int(fn, "d_key", d_key, low=1)
         self.nu = check_int(fn, "nu", nu, low=1)
         self.eps = check_real(fn, "eps", eps, low=0, low_open=True)
+        self.normalize = check_bool(fn, "normalize", normalize)
         self.d_phi = 2 * self.d_key * self.nu
         rng = get_rng(seed)
         self.W_Q = Linear(d_model, d_key, bias=False, seed=rng)
@@ -51,7 +58,12 @@ class AssociativeMemory(Module):
         self.W_beta = Linear(d_model, 1, seed=rng)
 
     def phi(self, x):
-        return feature_map(x, "dpfp", nu=self.nu)
+        """DPFP features of ``x`` (..., d_key) -> (..., d_phi), of unit length if normalize."""
+        f = feature_map(x, "dpfp", nu=self.nu)
+        if not self.normalize:
+            return f
+        # the 1e-12 keeps an all-zero feature vector (a rare DPFP output) at 0, not 0/0
+        return f / ops.sqrt((f * f).sum(axis=-1, keepdims=True) + 1e-12)
 
     def empty(self, batch, dtype):
         """:math:`A_0 = 0` (B, d_phi, d) and :math:`z_0 = 0` (B, d_phi)."""
@@ -68,7 +80,8 @@ class AssociativeMemory(Module):
         return associative_write(A, z, self.phi(self.W_K(m)), self.W_V(m), beta, self.eps)
 
     def extra_repr(self):
-        return f"d_model={self.d_model}, d_key={self.d_key}, nu={self.nu}, d_phi={self.d_phi}"
+        return (f"d_model={self.d_model}, d_key={self.d_key}, nu={self.nu}, d_phi={self.d_phi}, "
+                f"normalize={self.normalize}")
 
 
 class ARMT(SegmentRecurrent):
@@ -80,13 +93,14 @@ class ARMT(SegmentRecurrent):
     """
 
     def __init__(self, vocab, d_model, n_layers, n_heads, n_mem, max_len, d_key=None, nu=3,
-                 d_ff=None, dropout=0.0, seed=None):
+                 d_ff=None, dropout=0.0, normalize=True, seed=None):
         super().__init__()
         fn = "ARMT"
         for name, v in (("vocab", vocab), ("d_model", d_model), ("n_layers", n_layers),
                         ("n_heads", n_heads), ("n_mem", n_mem), ("max_len", max_len)):
             check_int(fn, name, v, low=1)
         check_model_sizes(fn, d_model, n_heads, d_ff)
+        check_bool(fn, "normalize", normalize)
         rng = get_rng(seed)
         self.vocab, self.d_model, self.n_mem, self.max_len = vocab, d_model, n_mem, max_len
         self.tok = Embedding(vocab, d_model, seed=rng, std=0.02)
@@ -95,7 +109,8 @@ class ARMT(SegmentRecurrent):
             TransformerBlock(d_model, n_heads, d_ff, dropout, True, layer=i, seed=rng)
             for i in range(n_layers)
         ])
-        self.assoc = ModuleList([AssociativeMemory(d_model, d_key or d_model // 2, nu, seed=rng)
+        self.assoc = ModuleList([AssociativeMemory(d_model, d_key or d_model // 2, nu,
+                                                   normalize=normalize, seed=rng)
                                  for _ in range(n_layers)])
         self.ln_f = LayerNorm(d_model)
         self.head = Linear(d_model, vocab, bias=False, seed=rng)

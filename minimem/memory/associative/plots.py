@@ -126,26 +126,25 @@ def plot_pairs_recalled(summary, kinds, n_pairs, chance=None):
     return fig
 
 
-def plot_length_generalization(rows, n_pairs, trained_gaps=None, chance=None):
-    """Accuracy vs filler segments for the rows of ``length_generalization`` with
-    ``n_pairs`` pairs, one line per kind (mean ± std over the seeds)."""
+def plot_length_generalization(summary, kinds, n_segments, trained=None, chance=None):
+    """Facts-in-noise accuracy vs the number of segments read, one line per kind (mean ±
+    std over the seeds). ``summary``: ``{(kind, S): (mean, std, seeds)}`` of
+    :func:`~minimem.memory.associative.lab.summarize` with ``by="n_segments"``;
+    ``trained``: the segment counts seen in training (shaded)."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    kinds = list(dict.fromkeys(r["kind"] for r in rows))
     for kind in kinds:
-        sel = [r for r in rows if r["kind"] == kind and r["n_pairs"] == n_pairs]
-        if not sel:
-            continue
-        _errorbars(ax, sel[0]["gaps"], np.array([r["by_gap"] for r in sel]).T,
-                   KIND_LABELS[kind])
-    if trained_gaps:
-        ax.axvspan(min(trained_gaps) - 0.2, max(trained_gaps) + 0.2, color="grey", alpha=0.15,
+        m = [summary[kind, S][0] for S in n_segments]
+        s = [summary[kind, S][1] for S in n_segments]
+        ax.errorbar(n_segments, m, yerr=s, marker="o", capsize=3, label=KIND_LABELS[kind])
+    if trained:
+        ax.axvspan(min(trained) - 0.2, max(trained) + 0.2, color="grey", alpha=0.15,
                    label="trained")
     if chance:
         ax.axhline(chance, color="grey", ls="--", label="chance")
-    ax.set(xlabel="filler segments between the writes and the queries", ylabel="accuracy",
-           ylim=(0, 1.02), title=f"{n_pairs} pairs: beyond the trained distance")
+    ax.set(xlabel="segments read (the same facts in more filler)", ylabel="accuracy",
+           ylim=(0, 1.02), title="facts in noise: beyond the trained length")
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig

@@ -29,20 +29,58 @@ def test_every_kind_builds_with_the_same_memory_size(kind):
     assert first.shape == (2, 3, 8)
 
 
-def test_pairs_recalled_and_length_generalization_rows():
-    rows = lab.pairs_recalled(("rmt", "armt"), (2,), seeds=(0,), steps=2, d_model=8,
-                              batch=4, eval_batch=8, n_gap=(0, 1))
-    assert [(r["kind"], r["n_pairs"]) for r in rows] == [("rmt", 2), ("armt", 2)]
-    assert all(r["recalled"] == pytest.approx(2 * r["accuracy"]) for r in rows)
-    gen = lab.length_generalization(rows, (0, 3), eval_batch=8)
-    assert all(len(r["by_gap"]) == 2 and 0 <= min(r["by_gap"]) for r in gen)
-    summary = lab.summarize(rows)
-    assert summary["armt", 2][2] == 1
-    fig = plots.plot_pairs_recalled(lab.summarize(rows, "recalled"), ("rmt", "armt"), (2,))
-    fig2 = plots.plot_length_generalization(gen, 2, trained_gaps=(0, 1), chance=1 / 8)
-    assert fig.axes and fig2.axes
+def test_make_model_scales_the_token_embeddings_only():
+    small = lab.make_model("armt", 20, d_model=8, n_mem=2, max_len=4, emb_std=0.02)
+    big = lab.make_model("armt", 20, d_model=8, n_mem=2, max_len=4)       # emb_std = 1
+    np.testing.assert_allclose(big.tok.weight.numpy(), 50 * small.tok.weight.numpy(),
+                               rtol=1e-6)
+    np.testing.assert_array_equal(big.pos.weight.numpy(), small.pos.weight.numpy())
     with pytest.raises(ValueError, match="make_model: kind must be one of"):
         lab.make_model("lstm", 10)
+    with pytest.raises(ValueError, match="make_model: emb_std must be > 0"):
+        lab.make_model("rmt", 10, emb_std=0.0)
+
+
+def test_train_learns_one_pair_and_mrbp_follows_bptt():
+    task = lab.retrieval_task(1, n_keys=4, n_values=4)
+    model = lab.make_model("armt", 10, d_model=16, n_mem=2, max_len=2)
+    losses = lab.train(model, task, 120, lr=1e-2, batch=16, warmup=10)
+    assert np.mean(losses[-10:]) < 0.1 * losses[0]
+    from minimem.memory.segment import lab as seg_lab
+    assert seg_lab.evaluate_segments(model, task(64, 10**6)) > 0.95
+    # the same gradients through time: the same losses, step by step
+    a, b = (lab.make_model("rmt", 10, d_model=8, n_mem=2, max_len=2).double()
+            for _ in range(2))
+    la = lab.train(a, task, 3, batch=4, method="bptt")
+    lb = lab.train(b, task, 3, batch=4, method="mrbp")
+    np.testing.assert_allclose(la, lb, rtol=1e-12)
+    with pytest.raises(ValueError, match="train: method must be one of"):
+        lab.train(a, task, 1, method="sgd")
+
+
+def test_pairs_recalled_rows_follow_the_curriculum_then_every_evaluation():
+    rows = lab.pairs_recalled(("rmt", "armt"), stages=(1, 2), eval_pairs=(1, 3), seeds=(0,),
+                              steps=2, d_model=8, batch=4, eval_batch=8)
+    assert [(r["kind"], r["n_pairs"]) for r in rows] == [
+        ("rmt", 1), ("rmt", 3), ("armt", 1), ("armt", 3)]
+    assert all(r["recalled"] == pytest.approx(r["n_pairs"] * r["accuracy"]) for r in rows)
+    assert rows[0]["model"] is rows[1]["model"]           # one model, evaluated twice
+    summary = lab.summarize(rows, "recalled")
+    assert summary["armt", 3] == (pytest.approx(rows[3]["recalled"]), 0.0, 1)
+    fig = plots.plot_pairs_recalled(summary, ("rmt", "armt"), (1, 3), chance=1 / 8)
+    assert fig.axes
+
+
+def test_length_generalization_evaluates_one_model_on_every_length():
+    gen = lab.length_generalization(("rmt",), train_segments=(2,), eval_segments=(2, 5),
+                                    seeds=(0, 1), steps=2, d_model=8, batch=4, eval_batch=8)
+    assert [(r["seed"], r["n_segments"]) for r in gen] == [(0, 2), (0, 5), (1, 2), (1, 5)]
+    assert all(0 <= r["accuracy"] <= 1 for r in gen) and gen[0]["model"] is gen[1]["model"]
+    summary = lab.summarize(gen, by="n_segments")
+    assert summary["rmt", 5][2] == 2
+    fig = plots.plot_length_generalization(summary, ("rmt",), (2, 5), trained=(2,),
+                                           chance=1 / 4)
+    assert fig.axes
 
 
 def test_segment_cost_reports_seconds_and_bytes():
@@ -85,7 +123,26 @@ def test_first_value_share_predicts_the_measured_read_out(beta):
 
 
 def test_report_prints_both_tables(capsys):
-    gen = lab.report(steps=1, kinds=("rmt",), n_pairs=(2,), seeds=(0,), gaps=(0, 2))
+    rows, gen = lab.report(kinds=("rmt",), steps=1, seeds=(0,), stages=(2,), eval_pairs=(2,),
+                           facts_steps=1, train_segments=(2,), eval_segments=(2, 3))
     text = capsys.readouterr().out
-    assert "pairs recalled" in text and "accuracy vs filler segments" in text
-    assert len(gen) == 1 and len(gen[0]["by_gap"]) == 2
+    assert "pairs recalled of n written" in text and "facts in noise" in text
+    assert len(rows) == 1 and [r["n_segments"] for r in gen] == [2, 3]
+
+
+def test_accuracy_without_reads_ignores_the_matrix_and_restores_the_model():
+    from minimem.memory.segment import lab as seg_lab
+    segs = lab.retrieval_task(3, n_keys=4, n_values=4)(256, 5)
+    model = lab.make_model("armt", 10, d_model=8, n_mem=2, max_len=6, seed=1)
+    before = [p.numpy().copy() for p in model.parameters()]
+    off, on = lab.accuracy_without_reads(model, segs), seg_lab.evaluate_segments(model, segs)
+    for a, p in zip(before, model.parameters()):
+        np.testing.assert_array_equal(a, p.numpy())              # W_V restored, all else kept
+    rng = np.random.default_rng(0)
+    for assoc in model.assoc:                                    # other keys and queries
+        for w in (assoc.W_K.weight, assoc.W_Q.weight):
+            w.data[...] = 3 * rng.standard_normal(w.shape)
+    assert seg_lab.evaluate_segments(model, segs) != on          # the reads matter ...
+    assert lab.accuracy_without_reads(model, segs) == off        # ... unless switched off
+    with pytest.raises(TypeError, match="accuracy_without_reads: model must be an ARMT"):
+        lab.accuracy_without_reads(lab.make_model("rmt", 10, d_model=8, max_len=6), segs)
