@@ -8,7 +8,8 @@ what a segment costs.
   with every key written once or twice (the second time with a new value).
 * :func:`make_model`: RMT, Memformer, ARMT, LM2, TransformerFAM or the Cached Transformer with
   the same memory size (``n_mem`` vectors of width d per memory; ARMT adds its matrices).
-* :func:`train`: AdamW with warm-up and cosine decay through time (BPTT or MRBP).
+* :func:`train`: chapter 50's loop through time (BPTT or MRBP) with AdamW, warm-up and
+  cosine decay.
 * :func:`retrieval_task`, :func:`pairs_recalled`: associative retrieval across segments, one
   pair per segment, every written key asked; trained through a curriculum over the number of
   pairs, then evaluated for each number of pairs written (pairs recalled = accuracy x pairs);
@@ -20,7 +21,7 @@ what a segment costs.
 * :func:`first_value_share` (a prediction, exercise 55.4) and :func:`measured_first_share`:
   how much of a key's first value is left after it is rewritten.
 
-Evaluation reuses chapter 50's loop (:mod:`minimem.memory.segment.lab`).
+Training and evaluation reuse chapter 50's loop (:mod:`minimem.memory.segment.lab`).
 """
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ from ...autograd import ops
 from ...autograd.function import no_grad, track_memory
 from ...autograd.tensor import Tensor
 from ...checks import check_choice, check_int, check_real
-from ...optim import AdamW, WarmupCosine, clip_grad_norm_
+from ...optim import AdamW, WarmupCosine
 from ...tasks import associative_retrieval, facts_in_noise, facts_vocab, retrieval_vocab
 from ..delta.feature_maps import feature_map
 from ..segment import lab as segment_lab
@@ -179,20 +180,12 @@ def train(model, task, steps, lr=5e-3, batch=64, seed=0, warmup=50, method="bptt
     fn = "train"
     steps = check_int(fn, "steps", steps, low=1)
     check_choice(fn, "method", method, ("bptt", "mrbp"))
-    backprop = segment_lab.bptt if method == "bptt" else segment_lab.mrbp
-    opt = AdamW(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=0.0)
-    schedule = WarmupCosine(opt, steps, warmup_steps=min(warmup, steps - 1))
-    cell = segment_lab.segment_cell(model)
-    losses = []
-    for i in range(1, steps + 1):
-        opt.zero_grad()
-        segments = task(batch, seed * 100003 + 10**4 * stage + i)
-        losses.append(backprop(cell, model.init_memory(batch), segments,
-                               segment_lab.segment_loss))
-        clip_grad_norm_(model.parameters(), clip)
-        opt.step()
-        schedule.step()
-    return losses
+    history = segment_lab.train_through_time(
+        model, task, steps, method=method, batch=batch, seed=seed, eval_every=None, clip=clip,
+        optimizer=lambda params: AdamW(params, lr=lr, betas=(0.9, 0.98), weight_decay=0.0),
+        schedule=lambda opt: WarmupCosine(opt, steps, warmup_steps=min(warmup, steps - 1)),
+        batch_offset=10**4 * stage)
+    return history["loss"]
 
 
 def retrieval_task(n_pairs, pairs_per_segment=1, n_gap=0, n_keys=8, n_values=8,

@@ -86,6 +86,13 @@ def _errorbars(ax, x, table, label, **kw):
                 label=label, **kw)
 
 
+def _summary_lines(ax, summary, kinds, xs):
+    """One errorbar line per kind from ``summary[kind, x] = (mean, std, seeds)``."""
+    for kind in kinds:
+        mean, std, _ = zip(*(summary[kind, x] for x in xs))
+        ax.errorbar(xs, mean, yerr=std, marker="o", capsize=3, label=KIND_LABELS[kind])
+
+
 def plot_write_capacity(results, n_pairs, d_phi=None):
     """``results``: ``{title: {rule: (len(n_pairs), seeds) array}}`` of
     :func:`~minimem.memory.associative.lab.write_capacity`, one panel per title."""
@@ -112,10 +119,7 @@ def plot_pairs_recalled(summary, kinds, n_pairs, chance=None):
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    for kind in kinds:
-        m = [summary[kind, n][0] for n in n_pairs]
-        s = [summary[kind, n][1] for n in n_pairs]
-        ax.errorbar(n_pairs, m, yerr=s, marker="o", capsize=3, label=KIND_LABELS[kind])
+    _summary_lines(ax, summary, kinds, n_pairs)
     ax.plot(n_pairs, n_pairs, color="grey", ls=":", label="all recalled")
     if chance:
         ax.plot(n_pairs, np.asarray(n_pairs) * chance, color="grey", ls="--", label="chance")
@@ -134,10 +138,7 @@ def plot_length_generalization(summary, kinds, n_segments, trained=None, chance=
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    for kind in kinds:
-        m = [summary[kind, S][0] for S in n_segments]
-        s = [summary[kind, S][1] for S in n_segments]
-        ax.errorbar(n_segments, m, yerr=s, marker="o", capsize=3, label=KIND_LABELS[kind])
+    _summary_lines(ax, summary, kinds, n_segments)
     if trained:
         ax.axvspan(min(trained) - 0.2, max(trained) + 0.2, color="grey", alpha=0.15,
                    label="trained")

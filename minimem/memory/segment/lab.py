@@ -205,30 +205,39 @@ def position_accuracy(model, segments):
 
 def train_through_time(model, task, steps, method="mrbp", window=None, lr=3e-3, batch=32,
                        seed=0, eval_every=25, eval_batch=256, clip=1.0, progress=False,
-                       eval_task=None):
+                       eval_task=None, optimizer=None, schedule=None, batch_offset=0):
     """Train ``model`` (with ``init_memory``/``step``) on ``task(batch, seed) -> segments``.
 
     ``method``: ``"mrbp"`` or ``"bptt"``; ``window``: truncation. The held-out batch (of
     ``eval_batch`` sequences) is drawn once from ``eval_task`` (default ``task``), with a seed
-    no training batch uses. Returns a history dict with ``step``, ``accuracy`` (on that batch)
-    and ``loss`` (per step).
+    no training batch uses; ``eval_every=None`` skips the evaluations. ``optimizer``:
+    ``params -> optimizer`` (default Adam at ``lr``); ``schedule``: ``optimizer -> schedule``
+    stepped after every update (default none). Batch ``i`` is
+    ``task(batch, seed * 100003 + batch_offset + i)``. Returns a history dict with ``step``,
+    ``accuracy`` (on that batch) and ``loss`` (per step).
     """
     if method not in ("mrbp", "bptt"):
         raise ValueError(f"train_through_time: method must be 'mrbp' or 'bptt', got {method!r}")
     backprop = mrbp if method == "mrbp" else bptt
-    opt = Adam(model.parameters(), lr=lr)
-    eval_data = (eval_task or task)(eval_batch, 10**6 + seed)
-    history = {"step": [0], "accuracy": [evaluate_segments(model, eval_data)], "loss": []}
+    opt = (optimizer or (lambda params: Adam(params, lr=lr)))(model.parameters())
+    lr_schedule = schedule(opt) if schedule else None
+    history = {"step": [], "accuracy": [], "loss": []}
+    if eval_every is not None:
+        eval_data = (eval_task or task)(eval_batch, 10**6 + seed)
+        history["step"].append(0)
+        history["accuracy"].append(evaluate_segments(model, eval_data))
     cell = segment_cell(model)
     for step in range(1, steps + 1):
-        segments = task(batch, seed * 100003 + step)
+        segments = task(batch, seed * 100003 + batch_offset + step)
         opt.zero_grad()
         loss = backprop(cell, model.init_memory(batch), segments, segment_loss, window=window)
         if clip:
             clip_grad_norm_(model.parameters(), clip)
         opt.step()
+        if lr_schedule:
+            lr_schedule.step()
         history["loss"].append(loss)
-        if step % eval_every == 0 or step == steps:
+        if eval_every is not None and (step % eval_every == 0 or step == steps):
             history["step"].append(step)
             history["accuracy"].append(evaluate_segments(model, eval_data))
             if progress:
