@@ -212,8 +212,10 @@ def pairs_recalled(kinds, stages=(2, 4, 6, 8), eval_pairs=(2, 4, 6, 8), seeds=(0
     Each kind and seed trains one model through a curriculum (the paper's): ``steps`` steps on
     ``stages[0]`` pairs, then ``steps`` on ``stages[1]``, ... (:func:`train`), and is then
     evaluated on a held-out batch for each number of pairs in ``eval_pairs``. Returns a list
-    of rows ``{kind, n_pairs, seed, accuracy, recalled, model}`` (recalled = accuracy x pairs
-    written, since every written key is asked); ``model_kw`` go to :func:`make_model`."""
+    of rows ``{kind, n_pairs, seed, accuracy, recalled, losses, model}`` (recalled = accuracy
+    x pairs written, since every written key is asked; losses: the training loss of every
+    step of the curriculum, stage after stage, one list shared by the rows of one model);
+    ``model_kw`` go to :func:`make_model`."""
     vocab = retrieval_vocab(n_keys, n_values)
     max_len = 2 * max(max(eval_pairs), max(stages))
     rows = []
@@ -221,15 +223,17 @@ def pairs_recalled(kinds, stages=(2, 4, 6, 8), eval_pairs=(2, 4, 6, 8), seeds=(0
         for seed in seeds:
             model = make_model(kind, vocab, d_model, n_mem, max_len, seed=seed,
                                **(model_kw or {}))
+            losses = []
             for stage, n in enumerate(stages):
-                train(model, retrieval_task(n, n_keys=n_keys, n_values=n_values), steps,
-                      lr=lr, batch=batch, seed=seed, method=method, stage=stage)
+                losses += train(model, retrieval_task(n, n_keys=n_keys, n_values=n_values),
+                                steps, lr=lr, batch=batch, seed=seed, method=method,
+                                stage=stage)
             for n in eval_pairs:
                 segs = retrieval_task(n, n_keys=n_keys, n_values=n_values)(
                     eval_batch, 10**6 + seed)
                 acc = segment_lab.evaluate_segments(model, segs)
                 rows.append({"kind": kind, "n_pairs": n, "seed": seed, "accuracy": acc,
-                             "recalled": acc * n, "model": model})
+                             "recalled": acc * n, "losses": losses, "model": model})
     return rows
 
 

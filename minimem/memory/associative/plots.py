@@ -1,5 +1,6 @@
 """Figures of chapter 55 (matplotlib, labelled): the four memories as diagrams, the write's
-capacity, pairs recalled, length generalization, the associative matrix over segments."""
+capacity, pairs recalled (per seed, and the training losses), length generalization, the
+associative matrix over segments."""
 from __future__ import annotations
 
 import numpy as np
@@ -126,6 +127,61 @@ def plot_pairs_recalled(summary, kinds, n_pairs, chance=None):
     ax.set(xlabel="pairs written", ylabel="pairs recalled (accuracy x pairs)",
            title="associative retrieval across segments")
     ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_curriculum_losses(rows, kinds, stages, window=25, chance=None):
+    """Training loss through the curriculum of
+    :func:`~minimem.memory.associative.lab.pairs_recalled`: one thin line per seed (moving
+    mean over ``window`` steps), one colour per kind, a dashed line where a stage of
+    ``stages`` (pairs written) begins; ``chance``: the loss of a uniform guess, drawn grey."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    for color, kind in zip(("C0", "C1", "C2", "C3", "C4", "C5"), kinds):
+        runs = {r["seed"]: r["losses"] for r in rows if r["kind"] == kind}
+        for i, losses in enumerate(runs.values()):
+            smooth = np.convolve(losses, np.ones(window) / window, mode="valid")
+            ax.plot(np.arange(len(smooth)) + window, smooth, color=color, lw=1, alpha=0.8,
+                    label=f"{KIND_LABELS[kind]} ({len(runs)} seeds)" if i == 0 else None)
+    steps = len(rows[0]["losses"]) // len(stages)
+    for j, n in enumerate(stages):
+        ax.axvline(j * steps, color="grey", ls="--", lw=0.8)
+        ax.text(j * steps + steps / 2, 1.0, f"{n} pairs", transform=ax.get_xaxis_transform(),
+                ha="center", va="bottom", fontsize=8)
+    if chance:
+        ax.axhline(chance, color="grey", ls=":", label="uniform guess")
+    ax.set(xlabel="training step", ylabel="loss (moving mean)")
+    ax.set_title("training through the curriculum", pad=16)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def plot_seed_accuracies(bars, seeds, chance=None, title="accuracy per seed"):
+    """Grouped bars: ``bars`` is ``{label: [accuracy per seed]}``, one group per seed of
+    ``seeds`` and a last group with the mean (error bar: std over the seeds)."""
+    import matplotlib.pyplot as plt
+
+    if any(len(accs) != len(seeds) for accs in bars.values()):
+        raise ValueError(f"plot_seed_accuracies: every entry of bars must hold one accuracy "
+                         f"per seed ({len(seeds)}), got lengths "
+                         f"{[len(a) for a in bars.values()]}")
+    fig, ax = plt.subplots(figsize=(7.5, 3.3))
+    width = 0.8 / len(bars)
+    x = np.arange(len(seeds) + 1)
+    for i, (label, accs) in enumerate(bars.items()):
+        accs = np.asarray(accs, dtype=float)
+        heights = np.append(accs, accs.mean())
+        errors = np.append(np.zeros(len(accs)), accs.std())
+        ax.bar(x + (i - (len(bars) - 1) / 2) * width, heights, width, yerr=errors, capsize=3,
+               label=label)
+    if chance:
+        ax.axhline(chance, color="grey", ls=":", label="chance")
+    ax.set_xticks(x, [f"seed {s}" for s in seeds] + ["mean ± std"])
+    ax.set(ylabel="accuracy", ylim=(0, 1.05), title=title)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     return fig
 

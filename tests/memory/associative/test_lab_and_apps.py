@@ -69,6 +69,25 @@ def test_pairs_recalled_rows_follow_the_curriculum_then_every_evaluation():
     assert summary["armt", 3] == (pytest.approx(rows[3]["recalled"]), 0.0, 1)
     fig = plots.plot_pairs_recalled(summary, ("rmt", "armt"), (1, 3), chance=1 / 8)
     assert fig.axes
+    # the losses of the whole curriculum, stage after stage, shared by a model's rows
+    assert len(rows[0]["losses"]) == 2 * 2 and rows[0]["losses"] is rows[1]["losses"]
+    assert rows[2]["losses"] != rows[0]["losses"]
+    fig = plots.plot_curriculum_losses(rows, ("rmt", "armt"), (1, 2), window=2,
+                                       chance=np.log(8))
+    lines = [ln for ln in fig.axes[0].lines if ln.get_label() != "uniform guess"]
+    assert len(lines) == 2 + 2           # one line per kind and seed, 2 stage markers
+    np.testing.assert_allclose(lines[0].get_ydata(),
+                               np.convolve(rows[0]["losses"], [0.5, 0.5], mode="valid"))
+
+
+def test_seed_accuracy_bars_show_every_seed_and_the_mean():
+    accs = {"a": [1.0, 0.5], "b": [0.2, 0.4]}
+    fig = plots.plot_seed_accuracies(accs, (0, 1), chance=0.125)
+    heights = [[p.get_height() for p in c] for c in fig.axes[0].containers
+               if hasattr(c, "patches")]
+    assert heights == [pytest.approx([1.0, 0.5, 0.75]), pytest.approx([0.2, 0.4, 0.3])]
+    with pytest.raises(ValueError, match="plot_seed_accuracies: every entry of bars"):
+        plots.plot_seed_accuracies({"a": [1.0]}, (0, 1))
 
 
 def test_length_generalization_evaluates_one_model_on_every_length():
