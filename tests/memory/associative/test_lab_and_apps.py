@@ -95,6 +95,11 @@ def test_length_generalization_evaluates_one_model_on_every_length():
                                     seeds=(0, 1), steps=2, d_model=8, batch=4, eval_batch=8)
     assert [(r["seed"], r["n_segments"]) for r in gen] == [(0, 2), (0, 5), (1, 2), (1, 5)]
     assert all(0 <= r["accuracy"] <= 1 for r in gen) and gen[0]["model"] is gen[1]["model"]
+    assert len(gen[0]["model"].blocks) == 2          # the chapter's default: two layers
+    one = lab.length_generalization(("rmt",), train_segments=(2,), eval_segments=(2,),
+                                    seeds=(0,), steps=1, d_model=8, n_layers=1, batch=4,
+                                    eval_batch=8)
+    assert len(one[0]["model"].blocks) == 1
     summary = lab.summarize(gen, by="n_segments")
     assert summary["rmt", 5][2] == 2
     fig = plots.plot_length_generalization(summary, ("rmt",), (2, 5), trained=(2,),
@@ -165,3 +170,46 @@ def test_accuracy_without_reads_ignores_the_matrix_and_restores_the_model():
     assert lab.accuracy_without_reads(model, segs) == off        # ... unless switched off
     with pytest.raises(TypeError, match="accuracy_without_reads: model must be an ARMT"):
         lab.accuracy_without_reads(lab.make_model("rmt", 10, d_model=8, max_len=6), segs)
+
+
+def test_facts_heuristics_score_known_answers():
+    # entities 2-5, places 6-9, filler 10: e2 at 6, e3 at 7, then e2 moves to 8
+    blank = np.full((1, 4), -100)
+    segments = [(np.array([[2, 6, 10, 10]]), blank), (np.array([[3, 7, 2, 8]]), blank),
+                (np.array([[1, 2, 1, 3]]), np.array([[-100, 8, -100, 7]]))]
+    got = lab.facts_heuristics(segments)
+    assert got == {"last place read": 0.5, "a mentioned place": pytest.approx(1 / 3),
+                   "first place of the entity": 0.5}
+    # on the generator's batches the last place read is often, not always, the answer
+    segs = lab.facts_task(4)(64, 3)
+    assert 0.5 < lab.facts_heuristics(segs)["last place read"] < 1.0
+
+
+def test_write_sizes_measure_each_segment_of_the_matrix():
+    from minimem.memory.associative import ARMT
+    from minimem.tasks import facts_vocab
+    model = ARMT(facts_vocab(), 8, 2, 2, 2, 8, seed=0)
+    segs = lab.facts_task(4)(3, 0)
+    changes, norms = lab.write_sizes(model, segs, layer=1)
+    assert changes.shape == norms.shape == (4, 3)
+    np.testing.assert_allclose(changes[0], norms[0], rtol=1e-6)     # A_0 = 0
+    state = model.init_memory(3)
+    for x, _ in segs[:2]:
+        _, state = model.step(x, state)
+    A2 = state[1][1][0].numpy()
+    np.testing.assert_allclose(norms[1], np.linalg.norm(A2.reshape(3, -1), axis=1),
+                               rtol=1e-6)
+    assert (changes > 0).all()
+    model.assoc[1].W_V.weight.data[...] = 0.0        # v = v_bar = 0: nothing is written
+    assert np.abs(lab.write_sizes(model, segs, layer=1)[0]).max() == 0.0
+    with pytest.raises(TypeError, match="write_sizes: model must be an ARMT"):
+        lab.write_sizes(lab.make_model("rmt", facts_vocab(), 8), segs)
+    with pytest.raises(ValueError, match="write_sizes: layer must be an int in"):
+        lab.write_sizes(model, segs, layer=2)
+
+
+def test_holds_a_fact_marks_segments_with_an_entity():
+    blank = np.full((2, 4), -100)
+    segs = [(np.array([[2, 6, 10, 10], [10, 10, 10, 10]]), blank),
+            (np.array([[10, 11, 10, 10], [10, 10, 5, 9]]), blank)]
+    assert lab.holds_a_fact(segs).tolist() == [[True, False], [False, True]]
