@@ -16,8 +16,9 @@ what a segment costs.
   :func:`accuracy_without_reads`: a trained ARMT with its associative reads switched off.
 * :func:`facts_task`, :func:`length_generalization`: facts in noise, trained on a few
   segments, evaluated on more; :func:`facts_heuristics`: the accuracy of rules that do not
-  bind; :func:`write_sizes` and :func:`holds_a_fact`: how much each segment writes. :func:`summarize`, :func:`print_table` and :func:`report` print the trained tables
-  of the chapter.
+  bind; :func:`write_sizes` and :func:`holds_a_fact`: how much each segment writes.
+  :func:`summarize`, :func:`print_table` and :func:`report` print the trained tables of the
+  chapter.
 * :func:`segment_cost`: seconds and peak tape bytes of one training step per segment.
 * :func:`first_value_share` (a prediction, exercise 55.4) and :func:`measured_first_share`:
   how much of a key's first value is left after it is rewritten.
@@ -320,6 +321,10 @@ def facts_heuristics(segments, n_entities=4, n_places=4):
         who, where = stream[b, starts], stream[b, starts + 1]
         for j in np.flatnonzero(y_q[b] >= 0):
             answer = y_q[b, j]
+            if not (who == x_q[b, j]).any():
+                raise ValueError(f"facts_heuristics: sequence {b} asks about entity "
+                                 f"{x_q[b, j]}, which no fact mentions (segments must come "
+                                 f"from facts_in_noise with n_entities={n_entities})")
             hits["last place read"].append(where[-1] == answer)
             hits["a mentioned place"].append(np.mean(np.unique(where) == answer))
             hits["first place of the entity"].append(where[who == x_q[b, j]][0] == answer)
@@ -338,9 +343,10 @@ def length_generalization(kinds, train_segments=(3, 4), eval_segments=(3, 4, 8, 
     one question, 3 or 4 segments of 8 tokens in training. Why 2 layers: a fact is two
     adjacent tokens, and one layer cannot bind a place to the entity before it when a segment
     holds several facts (with 1 layer, 3 facts and 2 questions every model of the chapter
-    stayed at 0.60, near the 0.56 of always answering the last place read). Returns rows ``{kind, seed, n_segments, accuracy, model}`` (accuracy on the
-    questions of a held-out batch; chance 1 / n_places); ``model_kw`` go to
-    :func:`make_model`."""
+    stayed at 0.60, near the 0.56 of always answering the last place read).
+
+    Returns rows ``{kind, seed, n_segments, accuracy, model}`` (accuracy on the questions of
+    a held-out batch; chance 1 / n_places); ``model_kw`` go to :func:`make_model`."""
     vocab = facts_vocab(n_entities, n_places, n_noise)
     shape = {"n_facts": n_facts, "seg_len": seg_len, "n_entities": n_entities,
              "n_places": n_places, "n_noise": n_noise, "n_questions": n_questions}

@@ -183,6 +183,8 @@ def test_facts_heuristics_score_known_answers():
     # on the generator's batches the last place read is often, not always, the answer
     segs = lab.facts_task(4)(64, 3)
     assert 0.5 < lab.facts_heuristics(segs)["last place read"] < 1.0
+    with pytest.raises(ValueError, match="facts_heuristics: sequence 0 asks about entity 4"):
+        lab.facts_heuristics(segments[:2] + [(np.array([[1, 4, 1, 3]]), segments[2][1])])
 
 
 def test_write_sizes_measure_each_segment_of_the_matrix():
