@@ -335,7 +335,7 @@ def length_generalization(kinds, train_segments=(3, 4), eval_segments=(3, 4, 8, 
                           seeds=(0, 1, 2), steps=1500, d_model=32, n_mem=2, n_layers=2,
                           n_facts=2, seg_len=8, n_entities=4, n_places=4, n_noise=8,
                           n_questions=1, lr=3e-3, batch=64, method="bptt", eval_batch=256,
-                          model_kw=None):
+                          length_stages=None, model_kw=None):
     """Facts in noise: train on ``train_segments`` segments (drawn per batch), evaluate on
     ``eval_segments`` (more segments than trained: the same facts in more filler).
 
@@ -345,22 +345,31 @@ def length_generalization(kinds, train_segments=(3, 4), eval_segments=(3, 4, 8, 
     holds several facts (with 1 layer, 3 facts and 2 questions every model of the chapter
     stayed at 0.60, near the 0.56 of always answering the last place read).
 
-    Returns rows ``{kind, seed, n_segments, accuracy, model}`` (accuracy on the questions of
-    a held-out batch; chance 1 / n_places); ``model_kw`` go to :func:`make_model`."""
+    ``length_stages``: a curriculum over lengths instead, e.g. ``((3, 4), (6, 8), (12, 16))``:
+    ``steps`` steps on each tuple of segment counts in turn (the paper's curriculum over
+    lengths), and an evaluation after every stage.
+
+    Returns rows ``{kind, seed, stage, n_segments, accuracy, model}`` (accuracy on the
+    questions of a held-out batch after stage ``stage``, 0 without a curriculum; chance
+    1 / n_places); ``model_kw`` go to :func:`make_model`."""
     vocab = facts_vocab(n_entities, n_places, n_noise)
     shape = {"n_facts": n_facts, "seg_len": seg_len, "n_entities": n_entities,
              "n_places": n_places, "n_noise": n_noise, "n_questions": n_questions}
+    stages = [tuple(train_segments)] if length_stages is None else [
+        tuple(lengths) for lengths in length_stages]
     rows = []
     for kind in kinds:
         for seed in seeds:
             model = make_model(kind, vocab, d_model, n_mem, seg_len, n_layers, seed=seed,
                                **(model_kw or {}))
-            train(model, facts_task(tuple(train_segments), **shape), steps, lr=lr,
-                  batch=batch, seed=seed, method=method)
-            for S in eval_segments:
-                segs = facts_task(S, **shape)(eval_batch, 10**6 + seed)
-                rows.append({"kind": kind, "seed": seed, "n_segments": S, "model": model,
-                             "accuracy": segment_lab.evaluate_segments(model, segs)})
+            for stage, lengths in enumerate(stages):
+                train(model, facts_task(lengths, **shape), steps, lr=lr, batch=batch,
+                      seed=seed, method=method, stage=stage)
+                for S in eval_segments:
+                    segs = facts_task(S, **shape)(eval_batch, 10**6 + seed)
+                    rows.append({"kind": kind, "seed": seed, "stage": stage, "n_segments": S,
+                                 "model": model,
+                                 "accuracy": segment_lab.evaluate_segments(model, segs)})
     return rows
 
 

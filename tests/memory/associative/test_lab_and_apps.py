@@ -99,7 +99,17 @@ def test_length_generalization_evaluates_one_model_on_every_length():
     one = lab.length_generalization(("rmt",), train_segments=(2,), eval_segments=(2,),
                                     seeds=(0,), steps=1, d_model=8, n_layers=1, batch=4,
                                     eval_batch=8)
-    assert len(one[0]["model"].blocks) == 1
+    assert len(one[0]["model"].blocks) == 1 and one[0]["stage"] == 0
+    staged = lab.length_generalization(("rmt",), eval_segments=(2,), seeds=(0,), steps=1,
+                                       d_model=8, batch=4, eval_batch=8,
+                                       length_stages=((2,), (3, 4)))
+    assert [r["stage"] for r in staged] == [0, 1] and staged[0]["model"] is staged[1]["model"]
+    # a one-stage curriculum is the plain training: the same batches, the same weights
+    kw = dict(eval_segments=(2,), seeds=(0,), steps=2, d_model=8, batch=4, eval_batch=8)
+    a = lab.length_generalization(("rmt",), length_stages=((2, 3),), **kw)[0]["model"]
+    b = lab.length_generalization(("rmt",), train_segments=(2, 3), **kw)[0]["model"]
+    for (name, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+        np.testing.assert_array_equal(p.data, q.data, err_msg=name)
     summary = lab.summarize(gen, by="n_segments")
     assert summary["rmt", 5][2] == 2
     fig = plots.plot_length_generalization(summary, ("rmt",), (2, 5), trained=(2,),
