@@ -82,13 +82,13 @@ def retrieval_vocab(n_keys=16, n_values=16):
         check_int("retrieval_vocab", "n_values", n_values, 2)
 
 
-QUESTION = 1  # "?" in facts_in_noise; entities start at 2
+QUESTION, FIRST_ENTITY = 1, 2  # "?" in facts_in_noise; entities, then places, then filler
 
 
 def facts_vocab(n_entities=4, n_places=4, n_noise=8):
     """The vocabulary size of :func:`facts_in_noise`: 2 + n_entities + n_places + n_noise."""
     fn = "facts_vocab"
-    return 2 + check_int(fn, "n_entities", n_entities, 1) + check_int(
+    return FIRST_ENTITY + check_int(fn, "n_entities", n_entities, 1) + check_int(
         fn, "n_places", n_places, 2) + check_int(fn, "n_noise", n_noise, 1)
 
 
@@ -119,7 +119,7 @@ def facts_in_noise(n_facts, n_segments, seg_len, batch, seed=0, n_entities=4, n_
         raise ValueError(f"{fn}: n_questions must be <= min(n_facts, n_entities, seg_len // 2) "
                          f"= {min(F, E, L // 2)}, got {Q}")
     rng = make_rng(fn, seed)
-    first_place, first_noise = 2 + E, 2 + E + P
+    first_place, first_noise = FIRST_ENTITY + E, FIRST_ENTITY + E + P
     stream = rng.integers(first_noise, first_noise + N, size=(B, (S - 1) * L))
     where = np.sort(sample_distinct(rng, 0, slots, B, F), axis=1) * 2   # in reading order
     who = rng.integers(0, E, size=(B, F))
@@ -128,7 +128,7 @@ def facts_in_noise(n_facts, n_segments, seg_len, batch, seed=0, n_entities=4, n_
     who = np.take_along_axis(who, np.argsort(rng.random((B, F)), axis=1), axis=1)
     place = rng.integers(0, P, size=(B, F))
     rows = np.arange(B)[:, None]
-    stream[rows, where] = 2 + who
+    stream[rows, where] = FIRST_ENTITY + who
     stream[rows, where + 1] = first_place + place
     latest = np.full((B, E), -1, dtype=np.int64)
     for f in range(F):                        # reading order: a later fact overwrites
@@ -138,7 +138,7 @@ def facts_in_noise(n_facts, n_segments, seg_len, batch, seed=0, n_entities=4, n_
     x = np.full((B, L), BLANK, dtype=np.int64)
     y = np.full((B, L), IGNORE, dtype=np.int64)
     x[:, 0:2 * Q:2] = QUESTION
-    x[:, 1:2 * Q:2] = 2 + asked
+    x[:, 1:2 * Q:2] = FIRST_ENTITY + asked
     y[:, 1:2 * Q:2] = first_place + np.take_along_axis(latest, asked, axis=1)
     blank = np.full((B, L), IGNORE, dtype=np.int64)
     segments = [(stream[:, s * L:(s + 1) * L].copy(), blank.copy()) for s in range(S - 1)]

@@ -16,7 +16,8 @@ what a segment costs.
   :func:`accuracy_without_reads`: a trained ARMT with its associative reads switched off.
 * :func:`facts_task`, :func:`length_generalization`: facts in noise, trained on a few
   segments, evaluated on more; :func:`facts_heuristics`: the accuracy of rules that do not
-  bind; :func:`write_sizes` and :func:`holds_a_fact`: how much each segment writes.
+  bind; :func:`matrix_states`, :func:`write_sizes` and :func:`holds_a_fact`: what each
+  segment writes.
   :func:`summarize`, :func:`print_table` and :func:`report` print the trained tables of the
   chapter.
 * :func:`segment_cost`: seconds and peak tape bytes of one training step per segment.
@@ -37,6 +38,7 @@ from ...autograd.tensor import Tensor
 from ...checks import check_choice, check_int, check_real
 from ...optim import AdamW, WarmupCosine
 from ...tasks import associative_retrieval, facts_in_noise, facts_vocab, retrieval_vocab
+from ...tasks.segments import FIRST_ENTITY
 from ..delta.feature_maps import feature_map
 from ..segment import lab as segment_lab
 from ..segment.memformer import Memformer
@@ -257,32 +259,45 @@ def accuracy_without_reads(model, segments):
             assoc.W_V.weight.data[...] = weight
 
 
+def matrix_states(model, segments, layer=0):
+    """The associative memory of a trained ARMT while it reads ``segments`` in order:
+    :math:`A_t` and :math:`z_t` of layer ``layer`` after every segment t, two arrays
+    (T, B, d_phi, d) and (T, B, d_phi) (no gradients are kept)."""
+    if not isinstance(model, ARMT):
+        raise TypeError(f"matrix_states: model must be an ARMT, got {type(model).__name__}")
+    layer = check_int("matrix_states", "layer", layer, low=-len(model.assoc),
+                      high=len(model.assoc) - 1)
+    As, zs = [], []
+    with no_grad():
+        state = model.init_memory(segments[0][0].shape[0])
+        for x, _ in segments:
+            _, state = model.step(x, state)
+            A, z = state[1][layer]
+            As.append(A.numpy())
+            zs.append(z.numpy())
+    return np.array(As), np.array(zs)
+
+
 def write_sizes(model, segments, layer=-1):
     r"""How much each segment writes into a trained ARMT's matrix: for every segment t of
     ``segments`` read in order, :math:`\lVert A_t - A_{t-1} \rVert_F` and
-    :math:`\lVert A_t \rVert_F` of layer ``layer``, per sequence; two arrays (T, B)."""
+    :math:`\lVert A_t \rVert_F` of layer ``layer`` (:func:`matrix_states`; :math:`A_0 = 0`),
+    per sequence; two arrays (T, B)."""
     if not isinstance(model, ARMT):
         raise TypeError(f"write_sizes: model must be an ARMT, got {type(model).__name__}")
     layer = check_int("write_sizes", "layer", layer, low=-len(model.assoc),
                       high=len(model.assoc) - 1)
-    B = segments[0][0].shape[0]
-    changes, norms = [], []
-    with no_grad():
-        state = model.init_memory(B)
-        previous = state[1][layer][0].numpy()
-        for x, _ in segments:
-            _, state = model.step(x, state)
-            A = state[1][layer][0].numpy()
-            changes.append(np.linalg.norm((A - previous).reshape(B, -1), axis=1))
-            norms.append(np.linalg.norm(A.reshape(B, -1), axis=1))
-            previous = A
-    return np.array(changes), np.array(norms)
+    As = matrix_states(model, segments, layer)[0]
+    As = As.reshape(As.shape[0], As.shape[1], -1)
+    before = np.concatenate([np.zeros_like(As[:1]), As[:-1]])       # A_{t-1}, A_0 = 0
+    return np.linalg.norm(As - before, axis=2), np.linalg.norm(As, axis=2)
 
 
 def holds_a_fact(segments, n_entities=4):
     """(T, B) bool: which segment of facts-in-noise ``segments`` holds a fact (an entity
     token; the question segment holds an entity too and is True)."""
-    return np.array([((x >= 2) & (x < 2 + n_entities)).any(axis=1) for x, _ in segments])
+    return np.array([((x >= FIRST_ENTITY) & (x < FIRST_ENTITY + n_entities)).any(axis=1)
+                     for x, _ in segments])
 
 
 def facts_task(n_segments, n_facts=2, seg_len=8, n_entities=4, n_places=4, n_noise=8,
@@ -310,12 +325,14 @@ def facts_heuristics(segments, n_entities=4, n_places=4):
     * ``"first place of the entity"``: bind, but never overwrite (the entity's first fact).
 
     Returns ``{rule: accuracy}``."""
-    first_place, first_noise = 2 + n_entities, 2 + n_entities + n_places
+    first_place = FIRST_ENTITY + n_entities
+    first_noise = first_place + n_places
     stream = np.concatenate([x for x, _ in segments[:-1]], axis=1)
     x_q, y_q = segments[-1]
     hits = {"last place read": [], "a mentioned place": [], "first place of the entity": []}
     for b in range(stream.shape[0]):
-        starts = np.flatnonzero((stream[b, :-1] >= 2) & (stream[b, :-1] < first_place))
+        starts = np.flatnonzero((stream[b, :-1] >= FIRST_ENTITY)
+                                & (stream[b, :-1] < first_place))
         starts = starts[(stream[b, starts + 1] >= first_place)
                         & (stream[b, starts + 1] < first_noise)]
         who, where = stream[b, starts], stream[b, starts + 1]

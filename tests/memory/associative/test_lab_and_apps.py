@@ -209,11 +209,17 @@ def test_write_sizes_measure_each_segment_of_the_matrix():
     for x, _ in segs[:2]:
         _, state = model.step(x, state)
     A2 = state[1][1][0].numpy()
+    As, zs = lab.matrix_states(model, segs, layer=1)
+    assert As.shape == (4, 3) + A2.shape[1:] and zs.shape == As.shape[:3]
+    np.testing.assert_array_equal(As[1], A2)
+    np.testing.assert_array_equal(zs[1], state[1][1][1].numpy())
     np.testing.assert_allclose(norms[1], np.linalg.norm(A2.reshape(3, -1), axis=1),
                                rtol=1e-6)
     assert (changes > 0).all()
     model.assoc[1].W_V.weight.data[...] = 0.0        # v = v_bar = 0: nothing is written
     assert np.abs(lab.write_sizes(model, segs, layer=1)[0]).max() == 0.0
+    with pytest.raises(TypeError, match="matrix_states: model must be an ARMT"):
+        lab.matrix_states(lab.make_model("rmt", facts_vocab(), 8), segs)
     with pytest.raises(TypeError, match="write_sizes: model must be an ARMT"):
         lab.write_sizes(lab.make_model("rmt", facts_vocab(), 8), segs)
     with pytest.raises(ValueError, match="write_sizes: layer must be an int in"):
